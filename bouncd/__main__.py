@@ -1,0 +1,9 @@
+"""``python -m bouncd``."""
+
+from __future__ import annotations
+
+import sys
+
+from bouncd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,256 @@
+"""The parsed-message view every detector reads, and the Detector protocol."""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.utils
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from email.header import decode_header, make_header
+from functools import cached_property
+from typing import Protocol, runtime_checkable
+
+from bouncd.records import Parsed
+
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # larger input is truncated before parsing
+MAX_PARTS = 200  # parts walked in one message; hostile nesting stops here
+MAX_DEPTH = 12
+MAX_TEXT_CHARS = 256 * 1024  # decoded human-readable text kept per message
+MAX_ORIGINAL_HEADERS = 60
+
+STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+REPLY_CODE_RE = re.compile(r"(?<![\d.#-])([245][0-5]\d)(?=[\s\-.:;,)]|$)")
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Recognises one message format and reads its failures."""
+
+    name: str
+
+    def detect(self, mail: Mail) -> Parsed | None:
+        """Return what the message reports, or None when the format is not this detector's."""
+        ...
+
+
+def decode_part(part: email.message.Message) -> str:
+    """Decoded text of a non-multipart part, whatever its transfer encoding or charset claims."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    if not isinstance(payload, bytes):
+        return str(payload)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # unknown charset name
+        return payload.decode("utf-8", errors="replace")
+
+
+def decode_header_value(value: object) -> str:
+    """An RFC 2047 header value as text; broken encodings are kept as they came."""
+    if value is None:
+        return ""
+    s = str(value)
+    if "=?" not in s:
+        return s
+    try:
+        return str(make_header(decode_header(s)))
+    except Exception:
+        return s
+
+
+def unfold(text: str) -> str:
+    """Join folded lines and squeeze white space."""
+    return " ".join(text.split())
+
+
+def find_status(text: str) -> str | None:
+    """First RFC 3463 enhanced status code in ``text``."""
+    m = STATUS_RE.search(text)
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else None
+
+
+def find_reply_code(text: str) -> str | None:
+    """First RFC 5321 reply code in ``text`` (preferring one at the start of the text)."""
+    s = text.lstrip()
+    if len(s) >= 3 and s[:3].isdigit() and s[0] in "245" and (len(s) == 3 or not s[3].isdigit()):
+        return s[:3]
+    m = REPLY_CODE_RE.search(text)
+    return m.group(1) if m else None
+
+
+class Mail:
+    """One message, parsed once, with the views the detectors share (computed on first use)."""
+
+    def __init__(self, raw: bytes, msg: email.message.Message) -> None:
+        self.raw = raw
+        self.msg = msg
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Mail:
+        """Parse raw bytes with the fast compat32 policy."""
+        return cls(raw, email.message_from_bytes(raw))
+
+    def looks_like_mail(self) -> bool:
+        """True when at least one header was read."""
+        return len(self.msg.keys()) > 0
+
+    def header(self, name: str) -> str:
+        """Decoded, unfolded value of the first header ``name`` ('' when absent)."""
+        try:
+            value = self.msg.get(name)
+        except Exception:
+            return ""
+        return unfold(decode_header_value(value)) if value is not None else ""
+
+    @cached_property
+    def subject(self) -> str:
+        """Decoded subject."""
+        return self.header("Subject")
+
+    @cached_property
+    def sender(self) -> str:
+        """Decoded From header."""
+        return self.header("From")
+
+    @cached_property
+    def content_type(self) -> str:
+        """Lower-case MIME type of the top-level part."""
+        return self.msg.get_content_type()
+
+    @cached_property
+    def parts(self) -> tuple[email.message.Message, ...]:
+        """Every part, depth first, bounded in count and depth."""
+        out: list[email.message.Message] = []
+
+        def walk(part: email.message.Message, depth: int) -> None:
+            if len(out) >= MAX_PARTS or depth > MAX_DEPTH:
+                return
+            out.append(part)
+            if part.is_multipart():
+                payload = part.get_payload()
+                if isinstance(payload, list):
+                    for sub in payload:
+                        if isinstance(sub, email.message.Message):
+                            walk(sub, depth + 1)
+
+        walk(self.msg, 0)
+        return tuple(out)
+
+    def parts_of_type(self, *types: str) -> Iterator[email.message.Message]:
+        """Parts whose MIME type is one of ``types``."""
+        for part in self.parts:
+            if part.get_content_type() in types:
+                yield part
+
+    @cached_property
+    def text(self) -> str:
+        """Human-readable body text: text/plain parts outside attached messages, else text/html stripped.
+
+        For a single-part message this is the whole body, whatever its declared type.
+        """
+        if not self.msg.is_multipart():
+            body = decode_part(self.msg)
+            if self.content_type == "text/html":
+                body = strip_html(body)
+            return body[:MAX_TEXT_CHARS]
+        chunks: list[str] = []
+        html: list[str] = []
+        inside_attached = 0
+        for part in self.parts:
+            ctype = part.get_content_type()
+            if ctype in ("message/rfc822", "message/global"):
+                inside_attached += 1
+                continue
+            if inside_attached:
+                continue  # parts of an attached original are not the bounce's own words
+            if ctype == "text/plain":
+                chunks.append(decode_part(part))
+            elif ctype == "text/html":
+                html.append(decode_part(part))
+        text = "\n".join(chunks) if chunks else "\n".join(strip_html(h) for h in html)
+        return text[:MAX_TEXT_CHARS]
+
+    @cached_property
+    def delivery_status(self) -> str | None:
+        """Text of the RFC 3464 message/delivery-status part, if any."""
+        for part in self.parts_of_type(
+            "message/delivery-status", "message/global-delivery-status", "text/delivery-status"
+        ):
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                # email parses message/delivery-status as a list of header blocks
+                blocks = []
+                for block in payload:
+                    if isinstance(block, email.message.Message):
+                        blocks.append("".join(f"{k}: {v}\n" for k, v in block.items()))
+                return "\n".join(blocks)
+            return decode_part(part)
+        return None
+
+    @cached_property
+    def original(self) -> email.message.Message | None:
+        """The returned original message (or its headers), when attached as a MIME part."""
+        for part in self.parts:
+            ctype = part.get_content_type()
+            if ctype in ("message/rfc822", "message/global"):
+                payload = part.get_payload()
+                if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
+                    return payload[0]
+            if ctype in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
+                return email.message_from_string(decode_part(part).lstrip())
+        return None
+
+    def original_headers(self, fallback_text: str | None = None) -> tuple[tuple[str, str], ...]:
+        """Headers of the returned original, bounded; read from ``fallback_text`` when not attached."""
+        orig = self.original
+        if orig is None and fallback_text:
+            try:
+                orig = email.message_from_string(fallback_text.lstrip())
+            except Exception:
+                orig = None
+        if orig is None:
+            return ()
+        try:
+            items = orig.items()[:MAX_ORIGINAL_HEADERS]
+        except Exception:
+            return ()
+        return tuple((k, unfold(decode_header_value(v))[:998]) for k, v in items if k and ":" not in k)
+
+    def arrival_date(self) -> datetime | None:
+        """The message's own Date header as an aware datetime, when it parses."""
+        value = self.header("Date")
+        if not value:
+            return None
+        try:
+            return email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+
+
+_TAG = re.compile(r"<[^>]*>")
+_BR = re.compile(r"<\s*(?:br|/p|/div|/tr|/li)\s*/?\s*>", re.IGNORECASE)
+_ENTITIES = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&#39;": "'"}
+
+
+def strip_html(html: str) -> str:
+    """Crude HTML to text: enough to read a bounce's wording."""
+    text = _TAG.sub("", _BR.sub("\n", html))
+    for ent, ch in _ENTITIES.items():
+        text = text.replace(ent, ch)
+    return text
+
+
+def original_message_id(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """The Message-ID among the original's headers."""
+    for k, v in headers:
+        if k.lower() == "message-id":
+            return v.strip() or None
+    return None

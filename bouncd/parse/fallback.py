@@ -1,0 +1,67 @@
+"""Last resort: flufl.bounce's detectors find the failed addresses in formats no detector of ours knows.
+
+Only the addresses are taken. flufl.bounce's permanent/temporary split is not a hard/soft verdict (its
+"permanent" includes spam, policy and mailbox-full rejections), so every address found here goes to the
+classifier with the message text as its evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flufl.bounce import all_failures
+
+from bouncd.address import normalize_address
+from bouncd.parse.base import Mail, find_reply_code, find_status, unfold
+from bouncd.records import Failure, Kind, Parsed
+
+logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+
+_ERROR_LINE = re.compile(r"^.*\b(?:[45]\d\d|[45]\.\d{1,3}\.\d{1,3})\b.*$", re.M)
+
+
+class FluflFallback:
+    """Addresses from flufl.bounce; diagnostics from the text around them."""
+
+    name = "flufl"
+
+    def detect(self, mail: Mail) -> Parsed | None:
+        """Run flufl.bounce and classify what it found with our own rules."""
+        temporary, permanent = all_failures(mail.msg)
+        found: list[str] = []
+        for raw in list(permanent) + list(temporary):
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            addr = normalize_address(text)
+            if addr and addr not in found:
+                found.append(addr)
+        if not found:
+            return None
+        text = mail.text
+        failures = []
+        for addr in found:
+            diagnostic = diagnostic_near(text, addr)
+            failures.append(
+                Failure(
+                    recipient=addr,
+                    action="failed",
+                    status=find_status(diagnostic),
+                    reply_code=find_reply_code(diagnostic),
+                    diagnostic=diagnostic,
+                )
+            )
+        return Parsed(kind=Kind.BOUNCE, detector=self.name, failures=tuple(failures),
+                      original_headers=mail.original_headers(), arrival_date=mail.arrival_date())
+
+
+def diagnostic_near(text: str, address: str) -> str:
+    """The paragraph naming ``address``, or the first line that carries an SMTP code."""
+    low = text.lower()
+    idx = low.find(address)
+    if idx >= 0:
+        start = low.rfind("\n\n", 0, idx)
+        para = text[start + 1 if start >= 0 else 0 :].split("\n\n", 2)
+        chunk = " ".join(para[:2]) if len(para[0].strip()) <= len(address) + 4 else para[0]
+        return unfold(chunk)[:1000]
+    m = _ERROR_LINE.search(text)
+    return unfold(m.group(0))[:1000] if m else unfold(text[:500])

@@ -1,0 +1,113 @@
+"""RFC 3464 field blocks, wherever they appear (a delivery-status part, or pasted into a text body)."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from datetime import datetime
+
+from bouncd.address import normalize_address
+from bouncd.parse.base import find_reply_code, find_status, unfold
+from bouncd.records import Failure
+
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*:\s?(.*)$")
+_RECIPIENT_KEYS = ("final-recipient", "original-recipient", "x-actual-recipient")
+_TYPE_PREFIX = re.compile(r"^\s*[A-Za-z0-9-]+\s*;\s*")
+_COMMAND = re.compile(r"in reply to (?:end of )?(RCPT TO|MAIL FROM|DATA|HELO|EHLO|CONNECT|RSET)\b", re.I)
+
+Block = dict[str, str]
+
+
+def parse_blocks(text: str) -> list[Block]:
+    """Split RFC 3464 fields into blocks: the per-message block first, then one per recipient.
+
+    Tolerates a missing blank line between recipients (a new ``Final-Recipient`` starts a block)
+    and folded values. Keys are lower-cased; the first occurrence of a key in a block wins.
+    """
+    blocks: list[Block] = []
+    current: Block = {}
+    last_key: str | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current, last_key = {}, None
+            continue
+        if line[0] in " \t" and last_key:
+            current[last_key] = current[last_key] + " " + line.strip()
+            continue
+        m = _FIELD.match(line)
+        if not m:
+            last_key = None
+            continue
+        key, value = m.group(1).lower(), m.group(2).strip()
+        if key == "final-recipient" and "final-recipient" in current:
+            blocks.append(current)
+            current = {}
+        if key not in current:
+            current[key] = value
+            last_key = key
+        else:
+            last_key = None
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def is_recipient_block(block: Block) -> bool:
+    """True for a per-recipient block."""
+    return any(k in block for k in _RECIPIENT_KEYS) or ("action" in block and "status" in block)
+
+
+def strip_type(value: str) -> str:
+    """``smtp; 550 ...`` -> ``550 ...``; ``dns; mx.example`` -> ``mx.example``."""
+    return _TYPE_PREFIX.sub("", value, count=1).strip()
+
+
+def block_recipient(block: Block) -> str | None:
+    """The failed address of a recipient block (Final-Recipient, then Original-Recipient)."""
+    for key in _RECIPIENT_KEYS:
+        addr = normalize_address(block.get(key))
+        if addr:
+            return addr
+    return None
+
+
+def block_failure(block: Block) -> Failure:
+    """A Failure read from one per-recipient block."""
+    diagnostic = unfold(strip_type(block.get("diagnostic-code", "")))
+    status = block.get("status", "").strip()
+    status = find_status(status) or None
+    diag_status = find_status(diagnostic)
+    # Many MTAs send a generic Status (5.0.0, 4.0.0) but the specific code in the diagnostic.
+    if diag_status and (status is None or (status.endswith(".0.0") and diag_status[0] == status[0])):
+        status = diag_status
+    remote = strip_type(block.get("remote-mta", "")) or None
+    command = None
+    cm = _COMMAND.search(diagnostic)
+    if cm:
+        command = cm.group(1).upper().split()[0]
+    action = block.get("action", "").strip().lower() or None
+    if action:
+        action = action.split()[0].rstrip(";")
+    return Failure(
+        recipient=block_recipient(block),
+        action=action,
+        status=status,
+        reply_code=find_reply_code(diagnostic) if diagnostic else None,
+        diagnostic=diagnostic,
+        remote_mta=remote,
+        command=command,
+    )
+
+
+def block_date(block: Block) -> datetime | None:
+    """Arrival-Date (or Last-Attempt-Date) of a block, when it parses."""
+    for key in ("arrival-date", "last-attempt-date"):
+        value = block.get(key)
+        if value:
+            try:
+                return email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                continue
+    return None
