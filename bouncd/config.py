@@ -191,7 +191,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError("[policy] soft_bounces must be at least 1")
     if settings.policy.soft_window_days < 1:
         raise ConfigError("[policy] soft_window_days must be at least 1")
-    host, sep, port = settings.smtp.listen.rpartition(":")
+    _host, sep, port = settings.smtp.listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"[smtp] listen must be HOST:PORT, not {settings.smtp.listen!r}")
     if settings.log_format not in ("auto", "json", "console"):

@@ -143,3 +143,15 @@ class Report:
         out["arrival_date"] = self.arrival_date.isoformat() if self.arrival_date else None
         out["original_headers"] = [list(h) for h in self.original_headers]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One received message as it will be stored: raw bytes plus its SMTP envelope, peer and time."""
+
+    raw: bytes
+    received_at: datetime
+    mail_from: str | None = None  # None or "" for the null reverse-path
+    rcpt_tos: tuple[str, ...] = ()
+    peer: str | None = None
+    protocol: str = "smtp"  # smtp | lmtp | pipe | import | cli

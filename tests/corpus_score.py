@@ -162,7 +162,7 @@ def main() -> int:
             if args.what and args.what not in m["what"]:
                 continue
             grouped[m["sample"]].append(m)
-        for sample, ms in sorted(grouped.items()):
+        for _sample, ms in sorted(grouped.items()):
             for m in ms:
                 print(json.dumps(m, ensure_ascii=False))
     print(report_text(s))

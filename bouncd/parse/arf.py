@@ -24,7 +24,7 @@ class ARF:
             return None
         payload = report.get_payload()
         if isinstance(payload, list):  # parsed as header blocks by the email package
-            text = "\n".join("".join(f"{k}: {v}\n" for k, v in b.items()) for b in payload)
+            text = "\n".join("".join(f"{k}: {v}\n" for k, v in b.items()) for b in payload if not isinstance(b, str))
         else:
             text = decode_part(report)
         fields: list[tuple[str, str]] = []
@@ -32,7 +32,7 @@ class ARF:
             fields.extend(block.items())
         # RFC 5965 §3.2 allows Original-Rcpt-To more than once; parse_blocks keeps the first per
         # block, so read the raw lines for every occurrence.
-        recipients: list[str] = []
+        recipients: list[str | None] = []
         for line in text.splitlines():
             key, _, value = line.partition(":")
             if key.strip().lower() in _RECIPIENT_KEYS:

@@ -76,8 +76,7 @@ def block_recipient(block: Block) -> str | None:
 def block_failure(block: Block) -> Failure:
     """A Failure read from one per-recipient block."""
     diagnostic = unfold(strip_type(block.get("diagnostic-code", "")))
-    status = block.get("status", "").strip()
-    status = find_status(status) or None
+    status: str | None = find_status(block.get("status", ""))
     diag_status = find_status(diagnostic)
     # Many MTAs send a generic Status (5.0.0, 4.0.0) but the specific code in the diagnostic.
     if diag_status and (status is None or (status.endswith(".0.0") and diag_status[0] == status[0])):
