@@ -7,6 +7,7 @@ section and key in upper case: ``BOUNCD_DATABASE_URL``, ``BOUNCD_SMTP_LISTEN``, 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -54,6 +55,18 @@ class SmtpSettings:
     tls_key: str = ""
     group_commit_ms: float = 2.0
     workers: int = 1
+    hostname: str = ""  # name in the 220 greeting; empty: this host's FQDN
+    max_line_bytes: int = 1024 * 1024  # real DSNs (Amazon SES, GMX) exceed RFC 5321's 1000
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """The loop that parses, classifies and applies policy to stored messages."""
+
+    processes: int = 1  # processing processes started by serve; 0: another host or process does it
+    batch: int = 100  # messages claimed per transaction
+    poll_seconds: float = 1.0  # idle re-check for rows stored by other processes or hosts
+    nice: int = 10  # niceness of the processing processes: accepting mail (the 250) comes first
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     verp: VerpSettings = field(default_factory=VerpSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
 
@@ -92,6 +106,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "smtp": SmtpSettings,
     "verp": VerpSettings,
     "metrics": MetricsSettings,
+    "processing": ProcessingSettings,
 }
 
 
@@ -198,6 +213,36 @@ def validate(settings: Settings) -> None:
         raise ConfigError("log_format must be auto, json or console")
     if settings.policy.require_signed_return_path and not settings.verp.secret:
         raise ConfigError("[policy] require_signed_return_path needs [verp] secret")
+    _validate_daemon(settings)
+
+
+def _validate_daemon(settings: Settings) -> None:
+    """Listener, metrics and processing checks (issue 4)."""
+    for net in settings.smtp.allow_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"[smtp] allow_networks: {net!r} is not an IP network like 10.0.0.0/8") from None
+    if bool(settings.smtp.tls_cert) != bool(settings.smtp.tls_key):
+        raise ConfigError("[smtp] tls_cert and tls_key must be set together")
+    if settings.smtp.workers < 1:
+        raise ConfigError("[smtp] workers must be at least 1")
+    if settings.smtp.max_message_bytes < 1024:
+        raise ConfigError("[smtp] max_message_bytes must be at least 1024")
+    if settings.smtp.max_line_bytes < 1001:
+        raise ConfigError("[smtp] max_line_bytes must be at least 1001 (RFC 5321 section 4.5.3.1.6)")
+    if settings.smtp.max_recipients < 1 or settings.smtp.max_connections < 1:
+        raise ConfigError("[smtp] max_recipients and max_connections must be at least 1")
+    if settings.metrics.listen:
+        _host, sep, port = settings.metrics.listen.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"[metrics] listen must be HOST:PORT or empty, not {settings.metrics.listen!r}")
+    if settings.processing.batch < 1:
+        raise ConfigError("[processing] batch must be at least 1")
+    if settings.processing.poll_seconds <= 0:
+        raise ConfigError("[processing] poll_seconds must be more than 0")
+    if settings.verp.secret and settings.verp.secret == settings.verp.previous_secret:
+        raise ConfigError("[verp] previous_secret must differ from secret (it is the key being rotated out)")
 
 
 def as_dict(settings: Settings) -> dict[str, Any]:
