@@ -20,9 +20,10 @@ MAX_DEPTH = 12
 MAX_TEXT_CHARS = 256 * 1024  # decoded human-readable text kept per message
 MAX_ORIGINAL_HEADERS = 60
 
-STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-REPLY_CODE_RE = re.compile(r"(?<![\d.#-])([245][0-5]\d)(?=[\s\-.:;,)]|$)")
-
+# RFC 3463 class.subject.detail; not part of a dotted number (IPs, versions like v4.1.2).
+STATUS_RE = re.compile(r"(?<![\d.A-Za-z])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+REPLY_CODE_RE = re.compile(r"(?<![\d.#\-A-Za-z])([245][0-5]\d)(?=[\s\-.:;,)\]>']|$)")
+IPV4_RE = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
 @runtime_checkable
 class Detector(Protocol):
@@ -71,19 +72,76 @@ def unfold(text: str) -> str:
     return " ".join(text.split())
 
 
+def all_statuses(text: str) -> list[str]:
+    """Every RFC 3463 enhanced status code in ``text``, in order (IPv4 addresses skipped)."""
+    if "." not in text:
+        return []
+    text = IPV4_RE.sub(" ", text)
+    return [f"{m.group(1)}.{m.group(2)}.{m.group(3)}" for m in STATUS_RE.finditer(text)]
+
+
+def is_generic_status(status: str) -> bool:
+    """X.0.0 says only the class; 4.4.7 only says a queue timer ran out (the cause is elsewhere)."""
+    return status.endswith(".0.0") or status == "4.4.7"
+
+
+_AFTER_REPLY = re.compile(r"\b[245]\d\d[ -]['\"]?([245]\.\d{1,3}\.\d{1,3})(?![\d]|\.\d)")
+
+
 def find_status(text: str) -> str | None:
-    """First RFC 3463 enhanced status code in ``text``."""
-    m = STATUS_RE.search(text)
-    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else None
+    """The most specific RFC 3463 status code in ``text``.
+
+    A code that follows a reply code (``550 5.7.1``, ``550-'5.7.1``) is the remote server's own and
+    wins over a relay's summary in front of it (Amazon SES: ``5.1.0 - Unknown address error
+    550-'5.7.1 ...'``); then the first code that is not generic; then the first.
+    """
+    found = all_statuses(text)
+    if not found:
+        return None
+    for m in _AFTER_REPLY.finditer(text):
+        if not is_generic_status(m.group(1)):
+            return m.group(1)
+    return next((s for s in found if not is_generic_status(s)), found[0])
 
 
-def find_reply_code(text: str) -> str | None:
-    """First RFC 5321 reply code in ``text`` (preferring one at the start of the text)."""
+def find_reply_code(text: str, status: str | None = None) -> str | None:
+    """The RFC 5321 reply code in ``text``; one of the same class as ``status`` is preferred."""
     s = text.lstrip()
-    if len(s) >= 3 and s[:3].isdigit() and s[0] in "245" and (len(s) == 3 or not s[3].isdigit()):
+    leading = len(s) >= 3 and s[:3].isdigit() and s[0] in "245" and (len(s) == 3 or not s[3].isdigit())
+    if leading and (status is None or status[0] == s[0]):
         return s[:3]
-    m = REPLY_CODE_RE.search(text)
-    return m.group(1) if m else None
+    codes = [m.group(1) for m in REPLY_CODE_RE.finditer(IPV4_RE.sub(" ", text))] if text else []
+    if not codes:
+        return s[:3] if leading else None
+    if status:
+        same = [c for c in codes if c[0] == status[0]]
+        if same:
+            return same[0]
+    return codes[0]
+
+
+_COMMAND_RES = (
+    # Postfix: "(in reply to RCPT TO command)"; Exim: "SMTP error from remote mail server after RCPT TO:";
+    # DMA: "did not like our RCPT TO:"; sendmail transcripts: ">>> RCPT To:<...>"; Yahoo: "[RCPT_TO]".
+    re.compile(r"in reply to (?:end of )?(RCPT TO|MAIL FROM|DATA|HELO|EHLO|CONNECT)\b", re.I),
+    re.compile(r"\bafter (RCPT TO|MAIL FROM|end of data|DATA|HELO|EHLO|initial connection|pipelined)\b", re.I),
+    re.compile(r"did not like our (RCPT TO|MAIL FROM|final DATA|DATA|HELO|EHLO)\b", re.I),
+    re.compile(r">>> (RCPT|MAIL|DATA|HELO|EHLO|QUIT)\b", re.I),
+    re.compile(r"\[(RCPT_TO|MAIL_FROM|DATA)\]"),
+    re.compile(r"\((RCPT|DATA|MAIL)\)"),
+)
+_COMMAND_NAMES = {"RCPT": "RCPT", "MAIL": "MAIL", "DATA": "DATA", "HELO": "HELO", "EHLO": "HELO",
+                  "CONNECT": "CONN", "END": "DATA", "FINAL": "DATA", "INITIAL": "CONN", "PIPELINED": "RCPT"}
+
+
+def find_command(text: str) -> str | None:
+    """The SMTP command a failure answered (RCPT, MAIL, DATA, HELO, CONN), when the text names it."""
+    for rx in _COMMAND_RES:
+        m = rx.search(text)
+        if m:
+            word = m.group(1).upper().replace("_", " ").split()[0]
+            return _COMMAND_NAMES.get(word)
+    return None
 
 
 class Mail:
@@ -175,6 +233,12 @@ class Mail:
                 chunks.append(decode_part(part))
             elif ctype == "text/html":
                 html.append(decode_part(part))
+            elif part.is_multipart():
+                # A multipart without a usable boundary (folded wrongly, or missing) comes back as
+                # one string: its text is still the bounce's own words (Apache James, some gateways).
+                unparsed = part.get_payload()
+                if isinstance(unparsed, str):
+                    chunks.append(unparsed)
         text = "\n".join(chunks) if chunks else "\n".join(strip_html(h) for h in html)
         return text[:MAX_TEXT_CHARS]
 
@@ -186,11 +250,17 @@ class Mail:
         ):
             payload = part.get_payload()
             if isinstance(payload, list):
-                # email parses message/delivery-status as a list of header blocks
+                # email parses message/delivery-status as a list of header blocks. A block whose
+                # Diagnostic-Code continues on unindented lines (MessageLabs: "550-..." lines) is cut
+                # there: the rest lands in the block's body, so it is put back after the headers.
                 blocks = []
                 for block in payload:
                     if isinstance(block, email.message.Message):
-                        blocks.append("".join(f"{k}: {v}\n" for k, v in block.items()))
+                        head = "".join(f"{k}: {v}\n" for k, v in block.items())
+                        rest = block.get_payload()
+                        if isinstance(rest, str) and rest.strip():
+                            head += rest if rest.endswith("\n") else rest + "\n"
+                        blocks.append(head)
                 return "\n".join(blocks)
             return decode_part(part)
         return None

@@ -7,22 +7,28 @@ import re
 from datetime import datetime
 
 from bouncd.address import normalize_address
-from bouncd.parse.base import find_reply_code, find_status, unfold
+from bouncd.parse.base import find_command, find_reply_code, find_status, is_generic_status, unfold
 from bouncd.records import Failure
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*:\s?(.*)$")
 _RECIPIENT_KEYS = ("final-recipient", "original-recipient", "x-actual-recipient")
 _TYPE_PREFIX = re.compile(r"^\s*[A-Za-z0-9-]+\s*;\s*")
-_COMMAND = re.compile(r"in reply to (?:end of )?(RCPT TO|MAIL FROM|DATA|HELO|EHLO|CONNECT|RSET)\b", re.I)
 
 Block = dict[str, str]
+
+
+_PER_RECIPIENT = frozenset({"final-recipient", "original-recipient", "action", "status", "x-actual-recipient"})
+_PER_MESSAGE = frozenset({"reporting-mta", "arrival-date", "received-from-mta", "original-envelope-id",
+                          "dsn-gateway", "x-postfix-queue-id", "x-postfix-sender"})
 
 
 def parse_blocks(text: str) -> list[Block]:
     """Split RFC 3464 fields into blocks: the per-message block first, then one per recipient.
 
-    Tolerates a missing blank line between recipients (a new ``Final-Recipient`` starts a block)
-    and folded values. Keys are lower-cased; the first occurrence of a key in a block wins.
+    Tolerates what real MTAs send: no blank line between recipients (a repeated per-recipient
+    field starts a new block), no blank line after the per-message fields, folded values, and a
+    Diagnostic-Code continued on unindented lines (MessageLabs' ``550-...`` lines). Keys are
+    lower-cased; the first occurrence of a key in a block wins.
     """
     blocks: list[Block] = []
     current: Block = {}
@@ -37,11 +43,17 @@ def parse_blocks(text: str) -> list[Block]:
             current[last_key] = current[last_key] + " " + line.strip()
             continue
         m = _FIELD.match(line)
-        if not m:
-            last_key = None
+        if not m or (last_key == "diagnostic-code" and m.group(1).lower() not in _KNOWN_KEYS):
+            if last_key == "diagnostic-code":
+                current[last_key] = current[last_key] + " " + line.strip()
+            else:
+                last_key = None
             continue
         key, value = m.group(1).lower(), m.group(2).strip()
-        if key == "final-recipient" and "final-recipient" in current:
+        if key in _PER_RECIPIENT and current and (
+            key in current
+            or (not any(k in _PER_RECIPIENT for k in current) and any(k in _PER_MESSAGE for k in current))
+        ):
             blocks.append(current)
             current = {}
         if key not in current:
@@ -52,6 +64,12 @@ def parse_blocks(text: str) -> list[Block]:
     if current:
         blocks.append(current)
     return blocks
+
+
+_KNOWN_KEYS = _PER_RECIPIENT | _PER_MESSAGE | frozenset(
+    {"remote-mta", "diagnostic-code", "last-attempt-date", "will-retry-until", "final-log-id",
+     "x-display-name", "x-supplementary-info", "x-mailer"}
+)
 
 
 def is_recipient_block(block: Block) -> bool:
@@ -78,14 +96,13 @@ def block_failure(block: Block) -> Failure:
     diagnostic = unfold(strip_type(block.get("diagnostic-code", "")))
     status: str | None = find_status(block.get("status", ""))
     diag_status = find_status(diagnostic)
-    # Many MTAs send a generic Status (5.0.0, 4.0.0) but the specific code in the diagnostic.
-    if diag_status and (status is None or (status.endswith(".0.0") and diag_status[0] == status[0])):
+    # The remote server's own code beats the reporting MTA's summary: many MTAs write a generic
+    # Status (5.0.0, 4.4.7) or their own guess (sendmail maps any 550 to 5.1.1) while the
+    # Diagnostic-Code quotes the real one. A generic code in the diagnostic never overrides.
+    if diag_status and (status is None or not is_generic_status(diag_status)):
         status = diag_status
     remote = strip_type(block.get("remote-mta", "")) or None
-    command = None
-    cm = _COMMAND.search(diagnostic)
-    if cm:
-        command = cm.group(1).upper().split()[0]
+    command = find_command(diagnostic)
     action = block.get("action", "").strip().lower() or None
     if action:
         action = action.split()[0].rstrip(";")
@@ -93,7 +110,7 @@ def block_failure(block: Block) -> Failure:
         recipient=block_recipient(block),
         action=action,
         status=status,
-        reply_code=find_reply_code(diagnostic) if diagnostic else None,
+        reply_code=find_reply_code(diagnostic, status) if diagnostic else None,
         diagnostic=diagnostic,
         remote_mta=remote,
         command=command,
