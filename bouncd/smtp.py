@@ -1,0 +1,368 @@
+"""The aiosmtpd handler: RCPT and DATA policy, group commit, and the replies we send.
+
+A ``250`` after DATA means the message is committed to the database: after it, the bounce exists nowhere
+else (the MTA deletes its copy). Messages that arrive together share one commit (:class:`GroupCommitter`),
+each waiting for that commit before its reply. A storage failure answers ``451 4.3.0`` so the MTA keeps
+the message queued and retries (RFC 5321 section 4.2.5); our own bug is never answered with a 5xx.
+
+This module knows neither SQLAlchemy nor the parser: the daemon hands :class:`GroupCommitter` a blocking
+``store_batch`` function (one transaction for the whole batch) that runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from bouncd import verp
+from bouncd.config import Settings
+from bouncd.errors import StoreError
+from bouncd.records import Inbound
+
+log = structlog.get_logger("bouncd.smtp")
+
+# Replies. RFC 5321 section 4.2 reply codes with RFC 3463 enhanced status codes.
+R250_RCPT = "250 2.1.5 OK"
+R250_QUEUED = "250 2.0.0 OK: stored"
+R421_TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+R421_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+R451_STORAGE = "451 4.3.0 Temporary storage failure, try again later"
+R451_LOCAL_ERROR = "451 4.3.0 Local error in processing, try again later"
+R452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+R550_NOT_A_BOUNCE_ADDRESS = "550 5.1.1 Recipient address rejected: not a bounce address here"
+R552_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+R554_ACCESS_DENIED = "554 5.7.1 Access denied: client network not allowed"
+
+StoreBatch = Callable[[Sequence[Inbound]], Sequence[object]]
+
+
+def is_bounce_address(settings: Settings, address: str) -> bool:
+    """True for an address bouncd accepts mail for: a bounce domain, a bounce address (or +tag), a VERP form."""
+    addr = address.strip().strip("<>").lower()
+    local, at, domain = addr.rpartition("@")
+    if not at or not local:
+        return False
+    if domain in {d.lower() for d in settings.smtp.bounce_domains}:
+        return True
+    base = local.split("+", 1)[0]
+    for wanted in settings.smtp.bounce_addresses:
+        w_local, _, w_domain = wanted.lower().rpartition("@")
+        if domain == w_domain and (local == w_local or base == w_local):
+            return True
+    return verp.is_verp_form(settings.verp, addr) or (
+        domain == settings.verp.domain.lower() and local == settings.verp.local_prefix.lower()
+    )
+
+
+@dataclass
+class _Pending:
+    item: Inbound
+    future: asyncio.Future[object]
+
+
+@dataclass
+class CommitStats:
+    """Counters the metrics module reads; plain numbers so this module stays free of prometheus."""
+
+    commits: int = 0
+    failures: int = 0
+    messages: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # drained by the metrics collector
+
+
+class GroupCommitter:
+    """One writer task: every message waiting when a commit starts shares it; each gets the commit's outcome.
+
+    While one commit runs in its thread, new arrivals queue; the next commit takes them all (up to
+    ``max_batch``), after waiting ``wait_ms`` for more to join. Any exception fails the whole batch with
+    :class:`StoreError` (the transaction rolled back, so nothing is half-written) and every sender gets 451.
+    """
+
+    def __init__(
+        self,
+        store_batch: StoreBatch,
+        *,
+        wait_ms: float = 2.0,
+        max_batch: int = 500,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store_batch = store_batch
+        self._wait = max(wait_ms, 0.0) / 1000.0
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = CommitStats()
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+
+    async def submit(self, item: Inbound) -> object:
+        """Queue one message and wait for the commit that holds it; raises StoreError when it failed."""
+        if self._task is None or self._task.done():
+            raise StoreError("the commit writer is not running")
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(item, fut))
+        return await fut
+
+    async def close(self) -> None:
+        """Commit everything already queued, then stop the writer."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            if self._wait:
+                await asyncio.sleep(self._wait)
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            refs = await asyncio.to_thread(self._store_batch, [p.item for p in batch])
+        except Exception as exc:  # the edge: every storage failure becomes a 451 for the whole batch
+            self.stats.failures += 1
+            log.error("commit.failed", batch=len(batch), error=f"{type(exc).__name__}: {exc}")
+            err = exc if isinstance(exc, StoreError) else StoreError(f"{type(exc).__name__}: {exc}")
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(err)
+            return
+        self.stats.commits += 1
+        self.stats.messages += len(batch)
+        self.stats.batch_sizes.append(len(batch))
+        if len(self.stats.batch_sizes) > 10_000:  # nobody drains it (no metrics listener): stay bounded
+            del self.stats.batch_sizes[:5_000]
+        log.debug("commit.done", batch=len(batch), ms=round((time.perf_counter() - started) * 1000, 2))
+        for p, ref in zip(batch, refs, strict=False):
+            if not p.future.done():
+                p.future.set_result(ref)
+        if self._on_commit is not None:
+            self._on_commit(len(batch))
+
+
+def _peer_host(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return None
+
+
+def _peer_text(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return None if peer is None else str(peer)
+
+
+class BounceHandler:
+    """aiosmtpd handler: accepts bounce recipients only and answers DATA after the commit."""
+
+    def __init__(self, settings: Settings, committer: GroupCommitter, *, lmtp: bool = False) -> None:
+        self.settings = settings
+        self.committer = committer
+        self.lmtp = lmtp
+        self.outcomes: dict[str, int] = {}  # outcome -> count, read by the metrics collector
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        """RCPT policy: bounce addresses only (550 5.1.1 otherwise), at most max_recipients (452 4.5.3)."""
+        if len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
+            return R452_TOO_MANY_RECIPIENTS
+        if not is_bounce_address(self.settings, address):
+            log.info("rcpt.rejected", rcpt=address, peer=_peer_text(session.peer))
+            return R550_NOT_A_BOUNCE_ADDRESS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return R250_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Store the message with its envelope; 250 only after the commit, 451 4.3.0 when storage failed."""
+        raw = envelope.original_content or b""
+        mail_from = envelope.mail_from or ""
+        # The null reverse-path (RFC 5321 section 4.5.5) is the normal case for a bounce.
+        inbound = Inbound(
+            raw=bytes(raw),
+            received_at=datetime.now(UTC),
+            mail_from="" if mail_from == "<>" else mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            peer=_peer_text(session.peer),
+            protocol="lmtp" if self.lmtp else "smtp",
+        )
+        # No Received: header is added: the stored bytes are exactly what the MTA sent, so a retry of the
+        # same message has the same SHA-256 and is recorded once. Envelope, peer and time are stored beside it.
+        try:
+            ref = await self.committer.submit(inbound)
+        except StoreError as exc:
+            self._count("tempfail")
+            log.warning("message.tempfail", peer=inbound.peer, rcpts=len(inbound.rcpt_tos), size=len(raw), error=str(exc))
+            return self._reply(R451_STORAGE, len(inbound.rcpt_tos))
+        self._count("accepted")
+        log.info(
+            "message.accepted",
+            id=getattr(ref, "id", None),
+            duplicate=getattr(ref, "duplicate", None),
+            peer=inbound.peer,
+            mail_from=inbound.mail_from,
+            rcpts=list(inbound.rcpt_tos),
+            size=len(raw),
+            protocol=inbound.protocol,
+        )
+        return self._reply(R250_QUEUED, len(inbound.rcpt_tos))
+
+    def _reply(self, reply: str, rcpts: int) -> str:
+        # LMTP (RFC 2033 section 4.2) answers DATA once per accepted recipient. The message is stored once
+        # for all of them, so they all share its fate. aiosmtpd writes the string as-is plus CRLF.
+        if self.lmtp and rcpts > 1:
+            return "\r\n".join([reply] * rcpts)
+        return reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Our own bug: log it and answer 451 so the MTA retries; never a 5xx for our failure."""
+        self._count("error")
+        log.error("smtp.exception", error=f"{type(error).__name__}: {error}", exc_info=error)
+        return R451_LOCAL_ERROR
+
+
+@dataclass
+class Gate:
+    """Connection admission shared by every session of one listener: allowlist and connection cap."""
+
+    settings: Settings
+    open_sessions: int = 0
+    refused: int = 0
+    accepting: bool = True
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in self.settings.smtp.allow_networks)
+
+    def is_allowed(self, host: str | None) -> bool:
+        """True when no allowlist is set, or the client address is inside it."""
+        if not self.networks:
+            return True
+        if host is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d
+        return any(ip in net for net in self.networks)
+
+
+class _BouncdMixin:
+    """What bouncd adds to aiosmtpd's protocol: admission at connect, RFC 3463 codes on aiosmtpd's own 552s."""
+
+    gate: Gate
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.gate.open_sessions += 1
+        super().connection_made(transport)  # type: ignore[misc]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.gate.open_sessions -= 1
+        super().connection_lost(error)  # type: ignore[misc]
+
+    async def _handle_client(self) -> None:
+        peer = self.session.peer  # type: ignore[attr-defined]
+        refusal = None
+        if not self.gate.is_allowed(_peer_host(peer)):
+            refusal = R554_ACCESS_DENIED
+        elif not self.gate.accepting:
+            refusal = R421_SHUTTING_DOWN
+        elif self.gate.open_sessions > self.gate.settings.smtp.max_connections:
+            refusal = R421_TOO_MANY_CONNECTIONS
+        if refusal is not None:
+            # RFC 5321 section 3.1: a server may answer the connection with 554 (or 421) instead of 220.
+            self.gate.refused += 1
+            log.info("session.refused", peer=_peer_text(peer), reply=refusal[:3])
+            await self.push(refusal)
+            self.transport.close()  # type: ignore[attr-defined]
+            return
+        await super()._handle_client()  # type: ignore[misc]
+
+    async def push(self, status: str | bytes) -> None:
+        # aiosmtpd's size replies carry no enhanced status code; RFC 3463 wants 5.3.4 for "too big".
+        if isinstance(status, str) and status.startswith("552 Error:"):
+            status = R552_TOO_BIG
+        await super().push(status)  # type: ignore[misc]
+
+
+class BouncdSMTP(_BouncdMixin, SMTP):
+    """aiosmtpd's SMTP with bouncd's admission and limits."""
+
+    def __init__(self, handler: BounceHandler, gate: Gate, **kwargs: Any) -> None:
+        # The StreamReader limit is read from this attribute in SMTP.__init__: real DSNs exceed 1001 bytes.
+        self.line_length_limit = gate.settings.smtp.max_line_bytes
+        self.gate = gate
+        super().__init__(handler, **kwargs)
+
+
+class BouncdLMTP(_BouncdMixin, LMTP):
+    """aiosmtpd's LMTP (RFC 2033) with bouncd's admission and limits."""
+
+    def __init__(self, handler: BounceHandler, gate: Gate, **kwargs: Any) -> None:
+        self.line_length_limit = gate.settings.smtp.max_line_bytes
+        self.gate = gate
+        super().__init__(handler, **kwargs)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The STARTTLS context from the configured certificate and key, or None when TLS is off."""
+    if not settings.smtp.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.smtp.tls_cert, settings.smtp.tls_key)
+    return ctx
+
+
+def protocol_factory(settings: Settings, handler: BounceHandler, gate: Gate) -> Callable[[], SMTP]:
+    """A factory for loop.create_server: one protocol object per connection."""
+    cls = BouncdLMTP if settings.smtp.lmtp else BouncdSMTP
+    ctx = tls_context(settings)
+    hostname = settings.smtp.hostname or None
+
+    def factory() -> SMTP:
+        return cls(
+            handler,
+            gate,
+            data_size_limit=settings.smtp.max_message_bytes,
+            hostname=hostname,
+            ident="bouncd",
+            tls_context=ctx,
+            timeout=settings.smtp.command_timeout,
+            enable_SMTPUTF8=True,
+        )
+
+    return factory
