@@ -17,6 +17,13 @@ from typing import Any
 
 from bouncd.errors import ConfigError
 
+# Rejections caused by our sending (IP, content, policy, authentication, reputation, rate): they say
+# nothing about the recipient and must never count toward anyone's DNC.
+OUR_SENDING_REASONS = frozenset(
+    {"blocked", "spamdetected", "policyviolation", "authfailure", "badreputation", "speeding", "toomanyconn",
+     "requireptr", "securityerror", "virusdetected", "contenterror", "norelaying", "rejected"}
+)
+
 DEFAULT_CONFIG_PATHS = (Path("config/bouncd.toml"), Path("/etc/bouncd/bouncd.toml"))
 
 
@@ -36,6 +43,9 @@ class PolicySettings:
     hard_bounce_raises_dnc: bool = True
     complaint_raises_dnc: bool = True
     require_signed_return_path: bool = False  # unsigned bounces are stored but never change DNC
+    # Soft-bounce reasons that are the recipient's own condition and so count toward soft_bounces;
+    # reasons caused by our sending (blocked, spamdetected, policyviolation, ...) must never be listed.
+    counting_reasons: tuple[str, ...] = ("mailboxfull", "suspend", "expired")
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,9 @@ def validate(settings: Settings) -> None:
         raise ConfigError("[policy] soft_bounces must be at least 1")
     if settings.policy.soft_window_days < 1:
         raise ConfigError("[policy] soft_window_days must be at least 1")
+    bad = set(settings.policy.counting_reasons) & OUR_SENDING_REASONS
+    if bad:
+        raise ConfigError(f"[policy] counting_reasons must not list reasons caused by our sending: {', '.join(sorted(bad))}")
     _host, sep, port = settings.smtp.listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"[smtp] listen must be HOST:PORT, not {settings.smtp.listen!r}")

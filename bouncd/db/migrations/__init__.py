@@ -1,0 +1,1 @@
+"""Alembic migrations for bouncd (run with ``bouncd db upgrade``)."""
