@@ -129,9 +129,15 @@ _COMMAND_RES = (
     re.compile(r">>> (RCPT|MAIL|DATA|HELO|EHLO|QUIT)\b", re.I),
     re.compile(r"\[(RCPT_TO|MAIL_FROM|DATA)\]"),
     re.compile(r"\((RCPT|DATA|MAIL)\)"),
+    # qmail-remote's fixed sentences
+    re.compile(r"does not like (recipient)\b", re.I),
+    re.compile(r"but (sender) was rejected", re.I),
+    re.compile(r"(failed after I sent the message|didn't like the message)", re.I),
+    re.compile(r"but (greeting) failed", re.I),
 )
 _COMMAND_NAMES = {"RCPT": "RCPT", "MAIL": "MAIL", "DATA": "DATA", "HELO": "HELO", "EHLO": "HELO",
-                  "CONNECT": "CONN", "END": "DATA", "FINAL": "DATA", "INITIAL": "CONN", "PIPELINED": "RCPT"}
+                  "CONNECT": "CONN", "END": "DATA", "FINAL": "DATA", "INITIAL": "CONN", "PIPELINED": "RCPT",
+                  "RECIPIENT": "RCPT", "SENDER": "MAIL", "FAILED": "DATA", "DIDN'T": "DATA", "GREETING": "CONN"}
 
 
 def find_command(text: str) -> str | None:

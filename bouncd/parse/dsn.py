@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from bouncd.parse.base import Mail, original_message_id, unfold
+from bouncd.parse.base import Detector, Mail, is_generic_status, original_message_id, unfold
 from bouncd.parse.fields import block_date, block_failure, is_recipient_block, parse_blocks, strip_type
 from bouncd.records import Failure, Kind, Parsed
 
@@ -52,10 +52,64 @@ def kind_of(failures: list[Failure]) -> Kind:
     return Kind.BOUNCE
 
 
+def needs_text(failure: Failure) -> bool:
+    """True when the DSN fields left the recipient, the server's words or a specific status unsaid."""
+    return (
+        not failure.recipient
+        or not failure.diagnostic
+        or failure.status is None
+        or (is_generic_status(failure.status) and not failure.reply_code)
+    )
+
+
+def merge_text(failure: Failure, text: Failure) -> Failure:
+    """Fill what a DSN block left unsaid from the same recipient's entry in the human-readable part."""
+    status = failure.status
+    if text.status and (status is None or (is_generic_status(status) and not is_generic_status(text.status))):
+        status = text.status
+    take_words = not failure.diagnostic or (not failure.reply_code and bool(text.reply_code))
+    return dataclasses.replace(
+        failure,
+        recipient=failure.recipient or text.recipient,
+        status=status,
+        diagnostic=text.diagnostic if take_words else failure.diagnostic,
+        reply_code=failure.reply_code or text.reply_code,
+        command=failure.command or text.command,
+        remote_mta=failure.remote_mta or text.remote_mta,
+        reason_hint=failure.reason_hint or text.reason_hint,
+        hint_rule=failure.hint_rule or text.hint_rule,
+        hint_evidence=failure.hint_evidence or text.hint_evidence,
+    )
+
+
+def fill_from_text(failures: list[Failure], explained: tuple[Failure, ...]) -> list[Failure]:
+    """Pair DSN failures with text failures (by recipient, else one-to-one by position) and merge."""
+    by_rcpt = {t.recipient: t for t in explained if t.recipient}
+    out = []
+    for i, f in enumerate(failures):
+        if not needs_text(f):
+            out.append(f)
+            continue
+        t = by_rcpt.get(f.recipient) if f.recipient else None
+        if t is None and len(explained) == len(failures):
+            t = explained[i]
+        if t is None and len(explained) == 1 and len(failures) == 1:
+            t = explained[0]
+        out.append(merge_text(f, t) if t is not None else f)
+    return out
+
+
 class RFC3464:
-    """Standard DSNs: a message/delivery-status part with one block per recipient."""
+    """Standard DSNs: a message/delivery-status part with one block per recipient.
+
+    MTAs often put the server's words only in the human-readable part (OpenSMTPD, Exim with pipe
+    deliveries, sendmail transcripts); ``explainers`` are text detectors asked to fill those gaps.
+    """
 
     name = "rfc3464"
+
+    def __init__(self, explainers: tuple[Detector, ...] = ()) -> None:
+        self.explainers = explainers
 
     def detect(self, mail: Mail) -> Parsed | None:
         """Read a standard DSN."""
@@ -64,8 +118,18 @@ class RFC3464:
             return None
         failures, per_message = failures_from_status_text(status_text, mail.text)
         if not failures:
-            return None
+            if not per_message:
+                return None
+            # A DSN without recipient blocks ("--- Delivery report unavailable ---" from Postfix)
+            # is still a bounce: one failure for an unknown recipient, unless the text names them.
+            failures = [Failure(recipient=None, action="failed")]
         failures = [f for f in failures if f.action not in _OK_ACTIONS] or failures
+        if self.explainers and any(needs_text(f) for f in failures):
+            for explainer in self.explainers:
+                explained = explainer.detect(mail)
+                if explained is not None and explained.failures:
+                    failures = fill_from_text(failures, explained.failures)
+                    break
         headers = mail.original_headers()
         return Parsed(
             kind=kind_of(failures),

@@ -7,15 +7,27 @@ from bouncd.parse.autoreply import AutoReply
 from bouncd.parse.base import Detector
 from bouncd.parse.dragonfly import DragonFly
 from bouncd.parse.dsn import RFC3464
+from bouncd.parse.exim import Exim
 from bouncd.parse.fallback import FluflFallback
+from bouncd.parse.opensmtpd import OpenSMTPD
+from bouncd.parse.qmail import Qmail
+from bouncd.parse.yahoo import Yahoo
+
+# Non-standard MTA families, most specific gate first. They run after RFC3464 and before the
+# auto-reply detector (Exim delay warnings and Mail.ru carry Auto-Submitted: auto-replied).
+TEXT_FAMILIES: tuple[Detector, ...] = (
+    DragonFly(),
+    Qmail(),
+    Yahoo(),
+    OpenSMTPD(),
+    Exim(),
+)
 
 DETECTORS: tuple[Detector, ...] = (
     ARF(),
     NonStandardComplaint(),
-    RFC3464(),
-    # Non-standard MTA families: before the auto-reply detector, because several of them
-    # (Exim delay warnings, Mail.ru) carry Auto-Submitted: auto-replied.
-    DragonFly(),
+    RFC3464(explainers=TEXT_FAMILIES),
+    *TEXT_FAMILIES,
     AutoReply(),
     FluflFallback(),
 )

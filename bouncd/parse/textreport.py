@@ -134,13 +134,12 @@ def failure_from_words(
         kept = []
         for line in words.splitlines():
             m = frame.search(line)
-            if m:
+            while m:  # one line may carry several frames ("Delay reason: SMTP error ... after X:")
                 command = command or find_command(line)
                 remote = remote or (m.groupdict().get("host") or None)
-                rest = line[m.end() :].strip()
-                if rest:
-                    kept.append(rest)
-            else:
+                line = line[m.end() :].strip()
+                m = frame.search(line) if line else None
+            if line:
                 kept.append(line)
         if kept:
             words = "\n".join(kept)
@@ -221,6 +220,7 @@ class TextDetector:
                 return None
             cut = (text, "")
         report, rest = cut
+        report = self.prepare(report)
         own = own_addresses(mail)
         segments = [
             (a, ls) for a, ls in merge_segments(split_segments(report, fmt.recipient, fmt.blank_ends_segment))
@@ -236,6 +236,10 @@ class TextDetector:
         if not failures:
             return None
         return build_parsed(mail, self.name, failures, rest)
+
+    def prepare(self, report: str) -> str:
+        """Rewrite family quirks before splitting (default: unchanged)."""
+        return report
 
     def action_of(self, mail: Mail, report: str) -> str:
         """``delayed`` for a delay warning, else ``failed``."""
