@@ -58,7 +58,7 @@ def needs_text(failure: Failure) -> bool:
         not failure.recipient
         or not failure.diagnostic
         or failure.status is None
-        or (is_generic_status(failure.status) and not failure.reply_code)
+        or (is_generic_status(failure.status) and not (failure.reply_code or "").startswith(("4", "5")))
     )
 
 
