@@ -5,12 +5,19 @@ from __future__ import annotations
 from bouncd.parse.arf import ARF, NonStandardComplaint
 from bouncd.parse.autoreply import AutoReply
 from bouncd.parse.base import Detector
+from bouncd.parse.carriers import KDDI, EZweb
 from bouncd.parse.dragonfly import DragonFly
 from bouncd.parse.dsn import RFC3464
 from bouncd.parse.embedded import EmbeddedDSN
+from bouncd.parse.exchange import Exchange2003
 from bouncd.parse.exim import Exim
 from bouncd.parse.fallback import FluflFallback
+from bouncd.parse.gateways import X6, MailMarshal, Verizon
+from bouncd.parse.mfilter import MFilter
+from bouncd.parse.notes import Domino, Notes
+from bouncd.parse.office365 import Office365
 from bouncd.parse.opensmtpd import OpenSMTPD
+from bouncd.parse.postfix import Postfix
 from bouncd.parse.qmail import Qmail
 from bouncd.parse.sendmail import Sendmail
 from bouncd.parse.yahoo import Yahoo
@@ -24,6 +31,17 @@ TEXT_FAMILIES: tuple[Detector, ...] = (
     OpenSMTPD(),
     Exim(),
     Sendmail(),
+    Postfix(),
+    Office365(),
+    Exchange2003(),
+    Notes(),
+    Domino(),
+    MFilter(),
+    EZweb(),
+    KDDI(),
+    MailMarshal(),
+    X6(),
+    Verizon(),
 )
 
 DETECTORS: tuple[Detector, ...] = (

@@ -21,6 +21,7 @@ from bouncd.records import Failure, Kind, Parsed
 ADDRESS = r"<?[\"']?(?P<addr>[^\s<>\"'()\[\]:;,@]+@[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z0-9\-]+)[\"']?>?"
 ADDRESS_RE = re.compile(ADDRESS)
 MAX_DIAGNOSTIC = 1000
+_IN_REPLY = re.compile(r"\s*\(in reply to (?:end of )?[A-Z][A-Za-z ]* command\)", re.I)
 
 Gate = Callable[[Mail], bool]
 
@@ -143,7 +144,9 @@ def failure_from_words(
                 kept.append(line)
         if kept:
             words = "\n".join(kept)
-    diagnostic = unfold(words)[:MAX_DIAGNOSTIC]
+    command = command or find_command(words)
+    # Postfix appends "(in reply to RCPT TO command)": the command is kept, the words dropped.
+    diagnostic = unfold(_IN_REPLY.sub("", words))[:MAX_DIAGNOSTIC]
     found = find_status(diagnostic)
     if found and (status is None or not found.endswith(".0.0")):
         status = found
