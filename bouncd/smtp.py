@@ -229,7 +229,7 @@ class BounceHandler:
         self._count("accepted")
         log.info(
             "message.accepted",
-            id=getattr(ref, "id", None),
+            id=getattr(ref, "message_id", None),
             duplicate=getattr(ref, "duplicate", None),
             peer=inbound.peer,
             mail_from=inbound.mail_from,
@@ -258,10 +258,32 @@ class Gate:
     """Connection admission shared by every session of one listener: allowlist and connection cap."""
 
     settings: Settings
-    open_sessions: int = 0
+    sessions: set[Any] = field(default_factory=set)  # the protocol object of every open session
     refused: int = 0
     accepting: bool = True
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions currently connected."""
+        return len(self.sessions)
+
+    def busy_sessions(self) -> int:
+        """Sessions inside a mail transaction (after MAIL FROM, through DATA and its commit)."""
+        return sum(1 for s in self.sessions if getattr(getattr(s, "envelope", None), "mail_from", None))
+
+    def close_sessions(self, reply: str, *, busy_too: bool = False) -> int:
+        """Send ``reply`` to idle sessions (and busy ones too when asked) and close them."""
+        closed = 0
+        for s in list(self.sessions):
+            if not busy_too and getattr(getattr(s, "envelope", None), "mail_from", None):
+                continue
+            transport = getattr(s, "transport", None)
+            if transport is not None:
+                transport.write(reply.encode("ascii") + b"\r\n")
+                transport.close()
+                closed += 1
+        return closed
 
     def __post_init__(self) -> None:
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in self.settings.smtp.allow_networks)
@@ -287,11 +309,11 @@ class _BouncdMixin:
     gate: Gate
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.gate.open_sessions += 1
+        self.gate.sessions.add(self)
         super().connection_made(transport)  # type: ignore[misc]
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.gate.open_sessions -= 1
+        self.gate.sessions.discard(self)
         super().connection_lost(error)  # type: ignore[misc]
 
     async def _handle_client(self) -> None:

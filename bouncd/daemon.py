@@ -1,0 +1,443 @@
+"""``bouncd serve``: start-up, signals, readiness, shutdown, the processing loop, and listener workers.
+
+Processes::
+
+    bouncd serve (main) ── listener: aiosmtpd server + group commit  ──▶ 250 after commit
+       ├── listener worker 1..N-1 (--workers N; SO_REUSEPORT on the same port)
+       └── processing process(es): claim stored messages → parse → classify → policy → commit
+
+Acceptance and processing are separate processes so parsing never competes with the event loop for the
+GIL, and processing runs niced: under a burst the 250s come first and the backlog drains right after.
+On SIGTERM: stop accepting, let mail transactions in progress finish (bounded), commit what is queued,
+stop the workers and the processing loop after its current batch, exit 0. A crash (kill -9) leaves only
+committed messages, some unprocessed; the next start processes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Engine
+
+from bouncd.config import Settings
+from bouncd.errors import StoreError
+from bouncd.logs import configure_logging
+from bouncd.records import Inbound
+from bouncd.smtp import (
+    R421_SHUTTING_DOWN,
+    BounceHandler,
+    Gate,
+    GroupCommitter,
+    StoreBatch,
+    protocol_factory,
+)
+
+log = structlog.get_logger("bouncd.daemon")
+
+SHUTDOWN_GRACE_SECONDS = 30.0  # mail transactions in progress get this long to finish on SIGTERM
+SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first socket passed by systemd
+
+
+class EventLike(Protocol):
+    """threading.Event and multiprocessing.Event share this interface."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket; SO_REUSEPORT lets several worker processes bind the same port."""
+    family, _type, _proto, _canon, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket systemd passed (socket activation, sd_listen_fds(3)), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)
+    if count < 1:
+        return None
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    sock.setblocking(False)
+    return sock
+
+
+def make_store_batch(engine: Engine) -> StoreBatch:
+    """The blocking group-commit body: store every message of the batch in one transaction."""
+    from bouncd.db.repo import store_inbound
+    from bouncd.db.session import transaction
+
+    def store_batch(items: Sequence[Inbound]) -> Sequence[object]:
+        with transaction(engine) as session:
+            return store_inbound(session, items)
+
+    return store_batch
+
+
+def _die_with_parent() -> None:
+    # Linux prctl(PR_SET_PDEATHSIG, SIGTERM): a child must not outlive a main process killed with -9.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+# --- the processing loop ------------------------------------------------------------------------
+
+
+def processing_loop(
+    engine: Engine,
+    settings: Settings,
+    stop: EventLike,
+    wake: EventLike,
+    *,
+    on_batch: Callable[[int, float], None] | None = None,
+    parent_pid: int | None = None,
+) -> int:
+    """Process stored messages until ``stop`` is set; sleep on ``wake`` (set after each commit) when idle."""
+    from bouncd.ingest import process_pending
+
+    total = 0
+    while not stop.is_set():
+        if parent_pid is not None and os.getppid() != parent_pid:
+            log.warning("processing.orphaned")
+            break
+        wake.clear()  # cleared before the claim, so a commit that lands during it wakes the next round
+        started = time.perf_counter()
+        try:
+            n = process_pending(engine, settings, limit=settings.processing.batch)
+        except StoreError as exc:
+            # The database is down or locked: the messages are safe in it (or were never 250'd); retry.
+            log.warning("processing.store_error", error=str(exc))
+            stop.wait(settings.processing.poll_seconds)
+            continue
+        except Exception as exc:  # the edge of the worker loop: log, back off, never die
+            log.error("processing.error", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            stop.wait(settings.processing.poll_seconds)
+            continue
+        total += n
+        if n and on_batch is not None:
+            on_batch(n, time.perf_counter() - started)
+        if n == 0:
+            wake.wait(settings.processing.poll_seconds)
+    return total
+
+
+def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, index: int, parent_pid: int) -> None:
+    """Entry point of a processing process."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; main decides
+
+    def on_term(*_: object) -> None:
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    configure_logging(settings.log_format, settings.log_level)
+    structlog.contextvars.bind_contextvars(process=f"processor-{index}")
+    if settings.processing.nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.processing.nice)
+    from bouncd.db.session import make_engine
+
+    engine = make_engine(settings.database.url)
+    log.info("processing.started", pid=os.getpid())
+    total = processing_loop(engine, settings, stop, wake, parent_pid=parent_pid)
+    engine.dispose()
+    log.info("processing.stopped", processed=total)
+
+
+# --- one listener -------------------------------------------------------------------------------
+
+
+@dataclass
+class Listener:
+    """One process's SMTP/LMTP server: admission gate, handler and group committer on the running loop."""
+
+    settings: Settings
+    store_batch: StoreBatch
+    on_commit: Callable[[int], None] | None = None
+    gate: Gate = field(init=False)
+    committer: GroupCommitter = field(init=False)
+    handler: BounceHandler = field(init=False)
+    server: asyncio.AbstractServer | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.settings)
+        self.committer = GroupCommitter(self.store_batch, wait_ms=self.settings.smtp.group_commit_ms, on_commit=self.on_commit)
+        self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
+
+    async def start(self, sock: socket.socket) -> tuple[str, int]:
+        """Serve on an already bound socket; returns the (host, port) it listens on."""
+        self.committer.start()
+        factory = protocol_factory(self.settings, self.handler, self.gate)
+        self.server = await asyncio.get_running_loop().create_server(factory, sock=sock)
+        host, port = sock.getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, let transactions in progress finish (up to ``grace``), commit the queue, close."""
+        self.gate.accepting = False
+        if self.server is not None:
+            self.server.close()
+        self.gate.close_sessions(R421_SHUTTING_DOWN)  # idle sessions: RFC 5321 section 3.8
+        deadline = time.monotonic() + grace
+        while self.gate.busy_sessions() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.gate.busy_sessions():
+            log.warning("serve.shutdown_cut", sessions=self.gate.busy_sessions())
+        self.gate.close_sessions(R421_SHUTTING_DOWN, busy_too=True)
+        await self.committer.close()
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 1.0)
+
+
+async def _run_listener(
+    settings: Settings,
+    sock: socket.socket,
+    wake: EventLike,
+    *,
+    on_started: Callable[[tuple[str, int], Listener], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
+    from bouncd.db.session import make_engine
+
+    engine = make_engine(settings.database.url)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set())
+    where = await listener.start(sock)
+    if on_started is not None:
+        on_started(where, listener)
+    await stopping.wait()
+    log.info("serve.stopping", sessions=listener.gate.open_sessions)
+    if on_stopping is not None:
+        on_stopping()
+    await listener.stop()
+    engine.dispose()
+
+
+def _listener_main(settings: Settings, sock: socket.socket, wake: EventLike, index: int) -> None:
+    """Entry point of listener worker ``index`` (1..N-1)."""
+    _die_with_parent()
+    configure_logging(settings.log_format, settings.log_level)
+    structlog.contextvars.bind_contextvars(process=f"listener-{index}")
+    asyncio.run(_run_listener(settings, sock, wake))
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+
+class _Notifier:
+    """sd_notify(3) through the sdnotify package; silent when not run by systemd."""
+
+    def __init__(self) -> None:
+        self._n: Any = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            try:
+                import sdnotify
+
+                self._n = sdnotify.SystemdNotifier()
+            except ImportError:
+                log.warning("serve.no_sdnotify")
+
+    def notify(self, state: str) -> None:
+        if self._n is not None:
+            self._n.notify(state)
+
+
+def serve(settings: Settings) -> int:
+    """Run the daemon until SIGTERM/SIGINT; returns the exit code."""
+    from bouncd.db import upgrade
+    from bouncd.db.session import make_engine
+
+    configure_logging(settings.log_format, settings.log_level)
+    engine = make_engine(settings.database.url)
+    upgrade(engine)  # a fresh clone or a new database: create or migrate the schema before accepting mail
+    engine.dispose()
+
+    workers = settings.smtp.workers
+    sock = inherited_socket()
+    activated = sock is not None
+    if sock is None:
+        want_host, want_port = parse_listen(settings.smtp.listen)
+        sock = bind_socket(want_host, want_port, reuse_port=workers > 1)
+    host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
+    ctx = mp.get_context("spawn")
+    stop, wake = ctx.Event(), ctx.Event()
+    children: list[Any] = []
+    for i in range(settings.processing.processes):
+        p = ctx.Process(target=_processor_main, args=(settings, stop, wake, i, os.getpid()), name=f"bouncd-processor-{i}")
+        p.start()
+        children.append(p)
+    listeners: list[Any] = []
+    for i in range(1, workers):
+        # Socket activation hands us one socket: workers share it. Otherwise each binds its own with
+        # SO_REUSEPORT and the kernel spreads connections across them.
+        wsock = sock if activated else bind_socket(host, port, reuse_port=True)
+        w = ctx.Process(target=_listener_main, args=(settings, wsock, wake, i), name=f"bouncd-listener-{i}")
+        w.start()
+        if not activated:
+            wsock.close()
+        listeners.append(w)
+
+    notifier = _Notifier()
+    metrics_server: list[Any] = []
+
+    def started(where: tuple[str, int], listener: Listener) -> None:
+        proto = "lmtp" if settings.smtp.lmtp else "smtp"
+        if settings.metrics.listen:
+            from bouncd.metrics import start_metrics_server
+
+            metrics_server.append(start_metrics_server(settings, listener))
+        log.info("serve.listening", host=where[0], port=where[1], protocol=proto, workers=workers,
+                 processors=settings.processing.processes, socket_activated=activated)
+        # Scripts and tests read this line to learn the port chosen for --listen HOST:0.
+        print(f"bouncd: listening on {where[0]}:{where[1]} ({proto})", file=sys.stderr, flush=True)
+        notifier.notify(f"READY=1\nSTATUS=listening on {where[0]}:{where[1]} ({proto})\nMAINPID={os.getpid()}")
+
+    def stopping() -> None:
+        notifier.notify("STOPPING=1")
+        for w in listeners:
+            if w.is_alive():
+                w.terminate()  # SIGTERM: each worker shuts down gracefully on its own
+
+    try:
+        asyncio.run(_run_listener(settings, sock, wake, on_started=started, on_stopping=stopping))
+    finally:
+        for w in listeners:
+            w.join(SHUTDOWN_GRACE_SECONDS + 5)
+        stop.set()
+        wake.set()
+        for p in children:
+            p.join(60)
+            if p.is_alive():
+                p.terminate()
+        for server in metrics_server:
+            server.shutdown()
+    log.info("serve.stopped")
+    return 0
+
+
+# --- commands (registered in bouncd.cli.build_parser) ---------------------------------------------
+
+
+def settings_from_args(args: Any) -> Settings:
+    """Settings from --config (or the default search) with the command-line overrides applied."""
+    import dataclasses
+
+    from bouncd.config import load_settings, validate
+
+    settings = load_settings(getattr(args, "config", None))
+    smtp = settings.smtp
+    if getattr(args, "listen", None):
+        smtp = dataclasses.replace(smtp, listen=args.listen)
+    if getattr(args, "bounce_domain", None):
+        smtp = dataclasses.replace(smtp, bounce_domains=tuple(args.bounce_domain))
+    if getattr(args, "lmtp", False):
+        smtp = dataclasses.replace(smtp, lmtp=True)
+    if getattr(args, "workers", None):
+        smtp = dataclasses.replace(smtp, workers=args.workers)
+    settings = dataclasses.replace(settings, smtp=smtp)
+    if getattr(args, "db", None):
+        settings = dataclasses.replace(settings, database=dataclasses.replace(settings.database, url=args.db))
+    validate(settings)
+    return settings
+
+
+def cmd_serve(args: Any) -> int:
+    """``bouncd serve``."""
+    return serve(settings_from_args(args))
+
+
+def cmd_config_check(args: Any) -> int:
+    """``bouncd config check``: print the effective settings (secrets masked), or the error in plain words."""
+    import json
+
+    from bouncd.config import as_dict
+
+    settings = settings_from_args(args)
+    data = as_dict(settings)
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    for key, value in data.items():
+        if isinstance(value, dict):
+            print(f"[{key}]")
+            for k, v in value.items():
+                print(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+            print()
+        else:
+            print(f"{key} = {json.dumps(value)}")
+    print("bouncd: configuration ok", file=sys.stderr)
+    return 0
+
+
+def cmd_verp_encode(args: Any) -> int:
+    """``bouncd verp encode ADDRESS...``: print the signed return path of each address."""
+    from bouncd import verp
+
+    settings = settings_from_args(args)
+    for address in args.addresses:
+        print(verp.encode(settings.verp, address))
+    return 0
+
+
+def add_commands(sub: Any, common: Any) -> None:
+    """Register serve, config check and verp encode on the CLI's subparsers (``common``: --db, --config)."""
+    p = sub.add_parser("serve", parents=[common], help="receive bounces over SMTP/LMTP until SIGTERM")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (port 0: pick a free one)")
+    p.add_argument("--bounce-domain", action="append", metavar="DOMAIN", help="accept mail for this domain (repeatable)")
+    p.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033) instead of SMTP")
+    p.add_argument("--workers", type=int, metavar="N", help="listener processes sharing the port (SO_REUSEPORT)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="configuration")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    c = csub.add_parser("check", parents=[common], help="print the effective settings, or what is wrong with them")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("verp", help="signed return paths")
+    vsub = p.add_subparsers(dest="verp_command", metavar="ACTION", required=True)
+    v = vsub.add_parser("encode", parents=[common], help="print the signed return path for each ADDRESS")
+    v.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    v.set_defaults(func=cmd_verp_encode)
