@@ -129,6 +129,7 @@ _COMMAND_RES = (
     re.compile(r">>> (RCPT|MAIL|DATA|HELO|EHLO|QUIT)\b", re.I),
     re.compile(r"\[(RCPT_TO|MAIL_FROM|DATA)\]"),
     re.compile(r"\((RCPT|DATA|MAIL)\)"),
+    re.compile(r"\bSMTP:(RCPT|DATA|MAIL|HELO|EHLO)\b"),
     # qmail-remote's fixed sentences
     re.compile(r"does not like (recipient)\b", re.I),
     re.compile(r"but (sender) was rejected", re.I),

@@ -9,6 +9,7 @@ from bouncd.parse.textreport import ADDRESS, Hint, TextDetector, TextFormat
 
 _INTRO = "created automatically by mail delivery software"
 EXIM_STARTS = (
+    _INTRO,  # GMX and 1&1 wrap the sentences below across lines; recipient lines follow anyway
     "the following address(es) failed:",
     "the following address failed:",
     "the following addresses failed:",
@@ -31,7 +32,7 @@ EXIM_ENDS = (
 EXIM_RECIPIENT = re.compile(r"^ {0,2}" + ADDRESS + r"(?::\s*(?P<rest>.*)|\s*(?:\(.*\))?\s*)$")
 EXIM_FRAME = re.compile(
     r"^(?:SMTP error from remote (?:mail )?server (?:after|for) [^:]*(?::<[^>]*>)?[^:]*:|"
-    r"host (?P<host>[\w.\-]+)(?: \[[^\]]*\])?(?::|\s*$)|Delay reason:|For the following reason:)"
+    r"host:? (?P<host>[\w.\-]+)(?: \[[^\]]*\])?(?::|\s*$)|Delay reason:|For the following reason:)"
 )
 EXIM_HINTS = (
     # Exim's retry logic gives up with this fixed text once the retry time is past.

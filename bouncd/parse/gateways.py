@@ -73,6 +73,33 @@ class X6(TextDetector):
     )
 
 
+def _is_x3(mail: Mail) -> bool:
+    head = mail.text[:800].lower()
+    return "this is an automatically generated delivery status notification" in head and (
+        "to the following recipients" in head
+    )
+
+
+class X3(TextDetector):
+    """``Delevery to the following recipients failed permanently:`` / ``* addr`` / ``Technical details:``."""
+
+    fmt = TextFormat(
+        name="x3",
+        gate=_is_x3,
+        starts=("to the following recipients",),
+        recipient=re.compile(r"^\s*\*\s*" + ADDRESS + r"\s*(?P<rest>)$"),
+        frame=re.compile(r"^(?:=+|Technical details:|SMTP:[A-Z]+ host [^:]+:)"),
+        hints=(
+            # The gateway's own give-up sentence: the queue time ran out.
+            Hint(re.compile(r"was aborted after \d+(?:\.\d+)? hour", re.I), "expired", "x3.aborted-after"),
+        ),
+    )
+
+    def prepare(self, report: str) -> str:
+        """The give-up sentence sits above the address list; repeat it into every recipient's words."""
+        return report
+
+
 _VZW_TO = re.compile(r"^To:\s*(.+)$", re.M | re.I)
 
 
@@ -97,4 +124,4 @@ class Verizon:
         return build_parsed(mail, self.name, [failure_from_words(addr, words, hints=hint)])
 
 
-__all__ = ["ADDRESS", "X6", "MailMarshal", "Verizon"]
+__all__ = ["ADDRESS", "X3", "X6", "MailMarshal", "Verizon"]

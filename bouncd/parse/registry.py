@@ -12,7 +12,8 @@ from bouncd.parse.embedded import EmbeddedDSN
 from bouncd.parse.exchange import Exchange2003
 from bouncd.parse.exim import Exim
 from bouncd.parse.fallback import FluflFallback
-from bouncd.parse.gateways import X6, MailMarshal, Verizon
+from bouncd.parse.gateways import X3, X6, MailMarshal, Verizon
+from bouncd.parse.google import Gmail, GoogleGroups
 from bouncd.parse.mfilter import MFilter
 from bouncd.parse.notes import Domino, Notes
 from bouncd.parse.office365 import Office365
@@ -26,6 +27,8 @@ from bouncd.parse.yahoo import Yahoo
 # auto-reply detector (Exim delay warnings and Mail.ru carry Auto-Submitted: auto-replied).
 TEXT_FAMILIES: tuple[Detector, ...] = (
     DragonFly(),
+    GoogleGroups(),
+    Gmail(),
     Qmail(),
     Yahoo(),
     OpenSMTPD(),
@@ -40,6 +43,7 @@ TEXT_FAMILIES: tuple[Detector, ...] = (
     EZweb(),
     KDDI(),
     MailMarshal(),
+    X3(),
     X6(),
     Verizon(),
 )
