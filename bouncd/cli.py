@@ -22,6 +22,7 @@ from bouncd import __version__
 from bouncd.analyze import analyze
 from bouncd.client import apply_dnc, require_address
 from bouncd.config import Settings, load_settings
+from bouncd.daemon import add_commands as add_daemon_commands  # serve, config check, verp encode, import
 from bouncd.db import current_revision, head_revision, repo, upgrade
 from bouncd.db.models import BounceEvent, TrailEntry
 from bouncd.db.session import make_engine, transaction
@@ -233,7 +234,11 @@ def add_store_commands(sub: Subparsers, common: argparse.ArgumentParser) -> None
 
 
 # Each group adds its subcommands; other modules append theirs here (one line each).
-COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [add_parse_command, add_store_commands]
+COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
+    add_parse_command,
+    add_store_commands,
+    add_daemon_commands,
+]
 
 
 def parse_when(text: str) -> datetime:
