@@ -441,3 +441,10 @@ def add_commands(sub: Any, common: Any) -> None:
     v = vsub.add_parser("encode", parents=[common], help="print the signed return path for each ADDRESS")
     v.add_argument("addresses", nargs="+", metavar="ADDRESS")
     v.set_defaults(func=cmd_verp_encode)
+
+    from bouncd.archive import cmd_import
+
+    p = sub.add_parser("import", parents=[common], help="store and process every message of an mbox, maildir or .eml folder")
+    p.add_argument("path", metavar="PATH", help="an mbox file, a maildir, a directory of .eml files, or one message")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_import)
