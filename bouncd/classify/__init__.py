@@ -1,19 +1,65 @@
 """Report -> verdict per recipient. Pure: no I/O, no clock.
 
-Decision order for one failure: a reason the format itself states (``reason_hint``), then the text
-rules on the server's words, then the enhanced status code, then the action; hardness follows from
-the reason alone (a dead address), never from the status class.
+Decision order for one failure (the first step that names a reason decides):
+
+1. a reason the format itself states (``reason_hint`` from a detector);
+2. provider rules (``providers.py``): the remote provider's own error codes and wording;
+3. a status code that names its cause precisely (``X.2.2`` full, ``X.7.23`` SPF, ``X.1.8`` bad sender);
+4. a refusal at the greeting or ``HELO``: the sending host is blocked (unless it says "too many");
+5. the ordered text rules (``rules.py``) on the server's words, gated by the SMTP command;
+6. the enhanced status code (``status.py``);
+7. the SMTP command: a refusal of ``MAIL FROM`` is about the sender (rejected);
+8. the reply code (RFC 7504 ``521``/``556``: the domain accepts no mail; ``525``: account disabled);
+9. the action (``delayed`` -> expired), else onhold (something was said) or undefined.
+
+Hardness follows from the reason alone (a dead address), never from the status class. Words meaning
+"no such user" make a bounce hard only when they answered ``RCPT TO`` or carry an address status
+(``X.1.1``); after ``DATA`` or with nothing to place them they mean a recipient-side filter
+(RFC 5321 §3.3: recipients are validated at ``RCPT``), and a refusal of ``MAIL FROM`` is never hard.
 """
 
 from __future__ import annotations
 
-from bouncd.classify.rules import TEXT_RULES, TextRule, match_text
-from bouncd.classify.status import STATUS_RULES, StatusRule, reason_for_status
+from dataclasses import dataclass
+
+from bouncd.classify.command import infer_command, normalize_command
+from bouncd.classify.providers import PROVIDER_RULES, PROVIDERS, ProviderRule, match_provider, providers_for
+from bouncd.classify.rules import (
+    DEAD_ADDRESS_SKIP,
+    GREETING,
+    MAIL,
+    RCPT,
+    TEXT_RULES,
+    TextRule,
+    match_text,
+    normalize,
+)
+from bouncd.classify.status import STATUS_RULES, StatusRule, is_decisive, reason_for_status
 from bouncd.records import DEAD_ADDRESS_REASONS, Failure, Kind, Parsed, RecipientResult, Report, Verdict
 
-__all__ = ["STATUS_RULES", "TEXT_RULES", "StatusRule", "TextRule", "classify", "classify_parsed", "is_hard"]
+__all__ = [
+    "PROVIDERS",
+    "PROVIDER_RULES",
+    "STATUS_RULES",
+    "TEXT_RULES",
+    "ProviderRule",
+    "StatusRule",
+    "TextRule",
+    "classify",
+    "classify_parsed",
+    "is_hard",
+]
 
 _NON_BOUNCE_REASON = {Kind.FEEDBACK: "feedback", Kind.VACATION: "vacation", Kind.DELIVERED: "delivered"}
+
+# Statuses that place "no such user" words at the address itself (RFC 3463 X.1.1 / X.1.3).
+_ADDRESS_STATUSES = ("5.1.1", "5.1.3", "4.1.1")
+# Reasons a refusal at the greeting/HELO may still carry: the host is fine, the load is not.
+_GREETING_KEEPS = frozenset({"toomanyconn", "speeding", "systemerror", "systemfull", "requireptr"})
+# Rules whose "no such user" words still need placing (see _place_address_words).
+_PLACED_RULES = frozenset({"text.userunknown"})
+# RFC 7504: 521 (host) and 556 (domain) do not accept mail at all.
+_NOTACCEPT_REPLIES = frozenset({"521", "556"})
 
 
 def is_hard(reason: str, status: str | None, reply_code: str | None) -> bool:
@@ -25,32 +71,90 @@ def is_hard(reason: str, status: str | None, reply_code: str | None) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    text: str
+    status: str | None
+    reply: str | None
+    command: str | None
+
+
+def _verdict(reason: str, f: Failure, rule_id: str, evidence: str) -> Verdict:
+    return Verdict(reason, is_hard(reason, f.status, f.reply_code), rule_id, evidence)
+
+
+def _is_temporary(f: Failure) -> bool:
+    return (f.status or "").startswith("4") or (f.reply_code or "").startswith("4")
+
+
+def _place_address_words(ctx: _Context) -> tuple[str, str]:
+    """Where "no such user" words point: the address (userunknown) or a filter (filtered), and why."""
+    if ctx.command == RCPT:
+        return "userunknown", "rcpt"
+    if ctx.command is not None:  # DATA; MAIL/greeting never reach here (rules skip them)
+        return "filtered", "after-data"
+    if ctx.status and ctx.status.startswith(_ADDRESS_STATUSES):
+        return "userunknown", "address-status"
+    # No command and no address status: the words may be a filter's; do not call it dead.
+    return "filtered", "unplaced"
+
+
 def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
     """Decide the reason and hardness of one failure."""
     if kind in _NON_BOUNCE_REASON:
         reason = _NON_BOUNCE_REASON[kind]
         return Verdict(reason, False, failure.hint_rule or f"kind.{reason}", failure.hint_evidence)
     if failure.reason_hint:
-        reason = failure.reason_hint
-        return Verdict(
-            reason,
-            is_hard(reason, failure.status, failure.reply_code),
-            failure.hint_rule or "detector",
-            failure.hint_evidence,
-        )
-    if failure.diagnostic:
-        hit = match_text(failure.diagnostic)
-        if hit:
-            r, evidence = hit
-            return Verdict(r.reason, is_hard(r.reason, failure.status, failure.reply_code), r.id, evidence)
+        return _verdict(failure.reason_hint, failure, failure.hint_rule or "detector", failure.hint_evidence)
+
+    text = normalize(failure.diagnostic) if failure.diagnostic else ""
+    command = normalize_command(failure.command) or (infer_command(text) if text else None)
+    ctx = _Context(text, failure.status, failure.reply_code, command)
+
+    if text:
+        names = providers_for(failure.remote_mta, failure.recipient, text)
+        phit = match_provider(names, text, failure.status, command)
+        if phit:
+            prule, evidence = phit
+            reason = prule.reason
+            if reason in DEAD_ADDRESS_REASONS and command in DEAD_ADDRESS_SKIP:
+                reason = "rejected"
+            return _verdict(reason, failure, prule.id, evidence)
+
+    if is_decisive(failure.status):
+        srule = reason_for_status(failure.status)
+        if srule:
+            return _verdict(srule.reason, failure, srule.id, failure.status or "")
+
+    hit = match_text(text, command) if text else None
+    if command in GREETING and not (hit and hit[0].reason in _GREETING_KEEPS):
+        return _verdict("blocked", failure, f"command.{command.lower()}-refused", hit[1] if hit else command)
+    if hit:
+        trule, evidence = hit
+        if trule.id in _PLACED_RULES:
+            reason, why = _place_address_words(ctx)
+            return _verdict(reason, failure, f"{trule.id}.{why}", evidence)
+        if trule.reason == "hostunknown" and _is_temporary(failure):
+            # A 4xx "domain not found" is a lookup that may succeed later (RFC 3463 X.4.4 vs X.1.2).
+            return _verdict("networkerror", failure, f"{trule.id}.temporary", evidence)
+        return _verdict(trule.reason, failure, trule.id, evidence)
+
+    if command == MAIL:
+        return _verdict("rejected", failure, "command.mail-refused", failure.reply_code or failure.status or "MAIL")
+
     srule = reason_for_status(failure.status)
     if srule:
-        return Verdict(
-            srule.reason, is_hard(srule.reason, failure.status, failure.reply_code), srule.id, failure.status or ""
-        )
+        return _verdict(srule.reason, failure, srule.id, failure.status or "")
+    reply = failure.reply_code or ""
+    if reply in _NOTACCEPT_REPLIES:
+        return _verdict("notaccept", failure, f"reply.{reply}-no-mail", reply)
+    if reply == "525":  # RFC 4954 §6: user account disabled
+        return _verdict("suspend", failure, "reply.525-disabled", reply)
     if failure.action == "delayed":
-        return Verdict("expired", False, "action.delayed", "Action: delayed")
-    if failure.status or failure.reply_code or failure.diagnostic:
+        return _verdict("expired", failure, "action.delayed", failure.action or failure.status or "")
+    if reply[:2] == "50" and reply in {"500", "501", "502", "503", "504"}:
+        return _verdict("syntaxerror", failure, f"reply.{reply}-syntax", reply)
+    if failure.status or failure.reply_code or text:
         return Verdict("onhold", False, "fallback.onhold", failure.status or failure.reply_code or "")
     return Verdict("undefined", False, "fallback.undefined", "")
 

@@ -1,8 +1,19 @@
-"""Reason rules as data: an ordered list of (id, reason, pattern) matched against the server's own words.
+"""Reason rules as data: an ordered list of (id, reason, pattern, gates) matched against the server's words.
 
-Order matters: the first rule whose pattern matches decides. More specific wording comes first
-(``mailbox full`` before ``mailbox``; a sender-side block before a recipient-side rejection). Patterns
-describe how servers phrase a failure, not the text of one sample.
+Order matters: the first rule whose pattern matches (and whose gates allow the SMTP command the failure
+answered) decides. The order follows how specific a wording is, not the reason's severity:
+
+1. the recipient's mailbox state (full, too big, suspended, moved) - a server that says "full" means it;
+2. relaying and sender authentication (SPF/DKIM/DMARC, PTR), which name the *sender* side;
+3. the address itself (unknown user, unknown domain) - only these can make a bounce hard, so their
+   phrases are precise and they never apply to a reply to ``MAIL FROM`` or the greeting (there the
+   words describe the sender, see ``DEAD_ADDRESS_SKIP``);
+4. filters, sender rejection, spam, rate limits and IP blocks;
+5. generic system, network, content and protocol trouble.
+
+Patterns describe how servers phrase a failure (Postfix, Exim, Sendmail, qmail, Exchange, Gmail, Yahoo,
+...), in the spirit of Sisimai's reason phrase lists, never the text of one sample. Texts are matched
+lower-cased with white space squeezed (see :func:`normalize`).
 """
 
 from __future__ import annotations
@@ -10,92 +21,273 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# SMTP stages a failure can answer (RFC 5321 §4.1.1): the greeting, HELO/EHLO, MAIL, RCPT, DATA.
+CONN = "CONN"
+HELO = "HELO"
+MAIL = "MAIL"
+RCPT = "RCPT"
+DATA = "DATA"
+
+BEFORE_RCPT = frozenset({CONN, HELO, MAIL})
+BEFORE_DATA = frozenset({CONN, HELO, MAIL, RCPT})
+GREETING = frozenset({CONN, HELO})
+# A reply to MAIL FROM or the greeting can never be about the recipient's address.
+DEAD_ADDRESS_SKIP = BEFORE_RCPT
+
 
 @dataclass(frozen=True, slots=True)
 class TextRule:
-    """One reason rule: the first match of ``pattern`` in the diagnostic decides ``reason``."""
+    """One reason rule: the first match of ``pattern`` decides ``reason`` unless the command is in ``skip_at``."""
 
     id: str
     reason: str
     pattern: re.Pattern[str]
+    skip_at: frozenset[str] = frozenset()
 
 
-def rule(rule_id: str, reason: str, *phrases: str) -> TextRule:
-    """Build a rule from regex alternatives (case-insensitive)."""
-    return TextRule(rule_id, reason, re.compile("|".join(f"(?:{p})" for p in phrases), re.I))
+def rule(rule_id: str, reason: str, *phrases: str, skip_at: frozenset[str] = frozenset()) -> TextRule:
+    """Build a rule from regex alternatives (matched against lower-cased, squeezed text)."""
+    return TextRule(rule_id, reason, re.compile("|".join(f"(?:{p})" for p in phrases)), skip_at)
 
+
+_WS = re.compile(r"\s+")
+# Multi-line SMTP replies (RFC 5321 §4.2.1) repeat the code on every line ("550-5.7.1 ... 550 5.7.1 ...");
+# once unfolded those codes land mid-sentence and split phrases, so drop any code between two words.
+_CONTINUATION = re.compile(r"(?<=[a-z,;.)\]]) [245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3} )?(?=[a-z(\[])")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, squeeze white space and drop mid-sentence reply codes: the form patterns are written against."""
+    return _CONTINUATION.sub(" ", _WS.sub(" ", text).strip().lower())
+
+
+# Words a server uses for "the recipient's mailbox" and "does not exist".
+_BOX = (
+    r"(?:user|mailbox|recipient|address|account|addressee|e-?mail address|email account|local[- ]?part"
+    r"|destination address)"
+)
+_GONE = (
+    r"(?:does ?n[o']t exist|not exist|doesn't exist|not found|unknown|unavailable|invalid|not valid|not known"
+    r"|no longer exists?)"
+)
+# PowerMTA's X-PowerMTA-BounceCategory names the reason in its own words.
+_PMTA = "bouncecategory: "
 
 TEXT_RULES: tuple[TextRule, ...] = (
+    # -- 0. a reporting MTA's own classification ------------------------------------------------
+    rule("text.category.bad-mailbox", "userunknown", _PMTA + "bad-mailbox", skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.category.bad-domain", "hostunknown", _PMTA + "bad-domain", skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.category.quota", "mailboxfull", _PMTA + "quota-issues"),
+    rule("text.category.inactive", "suspend", _PMTA + "inactive-mailbox"),
+    rule("text.category.spam", "spamdetected", _PMTA + "spam-related"),
+    rule("text.category.virus", "virusdetected", _PMTA + "virus-related"),
+    rule("text.category.policy", "policyviolation", _PMTA + "policy-related"),
+    rule("text.category.content", "contenterror", _PMTA + "content-related"),
+    rule("text.category.relaying", "norelaying", _PMTA + "relaying-issues"),
+    rule("text.category.routing", "networkerror", _PMTA + "(?:routing-errors|bad-connection)"),
+    rule("text.category.expired", "expired", _PMTA + "(?:message-expired|no-answer-from-host)"),
+    # -- 1. local delivery programs, then the recipient's mailbox --------------------------------
+    rule("text.mailererror", "mailererror",
+         r"mailer error", r"command died", r"command failed:", r"command output", r"pipe to \|", r"x-unix;",
+         r"\bprocmail", r"\bmaildrop", r"\|\| exit ", r"exit (?:code|status) \d"),
     rule("text.mailboxfull", "mailboxfull",
-         r"mailbox (?:is )?full", r"mailbox (?:size limit|quota)", r"over ?quota", r"quota (?:exceeded|exceeds)",
-         r"exceed(?:ed|s)? (?:the |his |her |its )?(?:storage|quota|mailbox)", r"full mailbox",
-         r"insufficient (?:disk )?(?:space|storage) for (?:the )?(?:user|mailbox)", r"user(?:'s)? (?:mailbox|account) is full",
-         r"not enough (?:storage|space) (?:in|on) (?:the )?mailbox", r"mailbox has exceeded", r"disk quota"),
-    rule("text.virusdetected", "virusdetected", r"\bvirus", r"malware", r"infected"),
-    rule("text.requireptr", "requireptr",
-         r"reverse (?:dns|lookup)", r"\bptr\b", r"\brdns\b", r"cannot find your (?:reverse )?hostname",
-         r"no (?:reverse|rdns)"),
-    rule("text.authfailure", "authfailure",
-         r"\bspf\b", r"\bdkim\b", r"\bdmarc\b", r"sender policy framework", r"not authenticated",
-         r"authentication (?:check )?failed"),
-    rule("text.norelaying", "norelaying",
-         r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))", r"not (?:permitted|allowed) to relay",
-         r"unable to relay", r"we do not relay", r"no relaying", r"relaying mail to .* is not allowed"),
-    rule("text.securityerror", "securityerror",
-         r"starttls", r"\btls\b.*required", r"must issue a starttls", r"authentication required",
-         r"certificate"),
-    rule("text.spamdetected", "spamdetected",
-         r"\bspam", r"junk mail", r"\buce\b", r"bulk (?:e-?)?mail"),
-    rule("text.badreputation", "badreputation", r"reputation"),
-    rule("text.blocked", "blocked",
-         r"blacklist", r"blocklist", r"block ?list(?:ed)?", r"listed (?:in|on|at)", r"spamhaus", r"\brbl\b",
-         r"dnsbl", r"client host (?:\[.*?\] )?(?:rejected|blocked)", r"your (?:ip|host|server)",
-         r"connection (?:refused|rejected)", r"access denied", r"\bbanned"),
-    rule("text.toomanyconn", "toomanyconn", r"too many (?:connections|recipients|simultaneous)"),
-    rule("text.speeding", "speeding", r"rate limit", r"too many messages", r"throttl", r"sending rate"),
-    rule("text.hasmoved", "hasmoved", r"has moved", r"no longer (?:at|with|valid)", r"address (?:has )?changed"),
-    rule("text.suspend", "suspend",
-         r"(?:account|mailbox|user) (?:has been |is )?(?:disabled|suspended|deactivated|inactive|locked|frozen)",
-         r"suspended", r"not (?:an )?active"),
-    rule("text.userunknown", "userunknown",
-         r"user ?unknown", r"unknown (?:user|recipient|mailbox|local[- ]part)", r"no such (?:user|mailbox|recipient|address)",
-         r"(?:mailbox|recipient|user|address|account) (?:not found|does not exist|doesn't exist|unavailable)",
-         r"invalid (?:recipient|mailbox|address|user)", r"(?:recipient|addressee) unknown",
-         r"does not exist", r"unrouteable address", r"bad destination mailbox", r"not a valid (?:mailbox|user)",
-         r"no mailbox", r"not our customer", r"unknown address"),
-    rule("text.hostunknown", "hostunknown",
-         r"host (?:unknown|not found)", r"unknown host", r"domain (?:not found|does not exist|unknown)",
-         r"no such domain", r"name or service not known", r"unrouteable mail domain",
-         r"host or domain name not found", r"no (?:mx|mail exchanger|valid mx)"),
-    rule("text.notaccept", "notaccept", r"does not accept (?:e-?)?mail", r"null mx", r"not accepting (?:e-?)?mail"),
-    rule("text.expired", "expired",
-         r"retry time(?:out)? (?:exceeded|not reached)", r"message expired", r"delivery time expired",
-         r"too long in (?:the )?queue", r"could not be delivered (?:within|for)", r"giving up", r"time(?:d)? ?out"),
+         r"mailbox (?:is |was )?(?:full|over ?quota)", r"mail ?box(?:es)? (?:size limit|quota)",
+         r"over ?(?:the )?(?:allowed )?quota", r"quota (?:exceeded|exceeds|violation|usage exceeded)",
+         r"exceed(?:ed|s|ing)? (?:the |his |her |its |their )?(?:storage|quota|mailbox|disk)",
+         r"full mailbox", r"mailbox would exceed", r"(?:user|account|mail ?folder|inbox)(?:'s)? (?:mailbox )?is (?:full|over)",
+         r"not enough (?:storage|space|disk)", r"insufficient (?:disk )?(?:space|storage) for (?:the )?(?:user|mailbox)",
+         r"mailbox has exceeded", r"dis[ck] quota", r"diskspace quota", r"user(?:disk|'s space)", r"too much mail data",
+         r"boite du destinataire pleine", r"recipient overquota", r"account storage limit", r"mailbox size limit",
+         r"too many messages (?:on the server|in (?:this|the) mailbox)", r"storage allocation",
+         r"does not have enough space", r"mail file size exceeds"),
     rule("text.mesgtoobig", "mesgtoobig",
-         r"message (?:is )?too (?:large|big)", r"message size exceeds", r"size limit", r"exceeds? (?:the )?(?:maximum )?size"),
-    rule("text.mailererror", "mailererror", r"mailer error", r"command died", r"pipe to \|", r"x-unix;", r"exit code"),
-    rule("text.networkerror", "networkerror",
-         r"network is unreachable", r"loops? back to myself", r"(?:mail|routing) loop", r"too many hops",
-         r"loop detected", r"dns (?:lookup )?fail"),
-    rule("text.policyviolation", "policyviolation", r"polic(?:y|ies)", r"prohibited"),
+         r"message (?:is )?too (?:large|big)(?! for this recipient)", r"message size exceeds",
+         r"(?:max|maximum) message size (?:exceeded|limit)", r"message file too big", r"exceeded maximum inbound message size",
+         r"message length exceeds", r"size (?:of the message )?exceeds (?:the )?(?:fixed |maximum |allowed )",
+         r"message exceeds (?:the )?(?:maximum|fixed|allowed)", r"taille limite du message", r"line limit exceeded",
+         r"maximum email size exceeded", r"(?:message|mail) size limit"),
+    rule("text.exceedlimit", "exceedlimit",
+         r"message too large for this recipient", r"message header size exceeds limit", r"recipsizelimit"),
+    rule("text.suspend", "suspend",
+         r"(?:account|mailbox|user|recipient|address) (?:has been |is |was )?(?:currently |temporarily )?"
+         r"(?:disabled|suspended|deactivated|inactive|frozen|locked|expired|terminated|archived)",
+         r"(?:disabled|suspended|deactivated|inactive|frozen|locked) (?:account|mailbox|user|recipient)",
+         r"temporar(?:y|ily) locked", r"mailbox (?:currently )?suspended", r"is a deactivated mailbox", r"recipient suspend",
+         r"archived recipient", r"boite du destinataire archivee", r"compte du destinataire est bloque",
+         r"recipient account is ?blocked", r"user suspended", r"user is terminated",
+         r"account that you tried to reach is disabled",
+         r"invalid/inactive user", r"user or domain is disabled", r"disabled or discontinued", r"no longer accepts mail",
+         r"due to extended inactivity"),
+    rule("text.hasmoved", "hasmoved",
+         r"has been replaced by", r"(?:address|mailbox|user|recipient) has moved", r"no longer (?:on|at) (?:this )?server",
+         r"not our customer", r"moved permanently", r"changed (?:his|her|their) e-?mail address",
+         skip_at=DEAD_ADDRESS_SKIP),
+    # -- 2. relaying, sender authentication and the sending host's DNS ------------------------------
+    rule("text.norelaying", "norelaying",
+         r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed)|prohibited)", r"not (?:permitted|allowed) to relay",
+         r"unable to relay", r"we do not relay", r"no relaying", r"relaying mail to .{1,80} is not allowed", r"as a relay",
+         r"not an open relay", r"insecure mail relay", r"this system is not configured to relay", r"not a gateway",
+         r"(?:list of allowed|my) rcpthosts", r"we don't handle mail for", r"open relay (?:is )?not allowed",
+         r"email address is not verified", r"relaying mail to ", r"not local host",
+         skip_at=GREETING),
+    rule("text.authfailure", "authfailure",
+         r"spf (?:check|validation|verification|authentication|record)?:? ?(?:fail|failed|failure|error|hard ?fail|softfail)",
+         r"(?:fail(?:ed|s|ing)?|did not pass|not pass|does not pass) (?:the )?(?:spf|dkim|dmarc)",
+         r"dmarc (?:policy|verification|check|reject)", r"dkim (?:signature|validation|verification|check) (?:fail|invalid|not)",
+         r"(?:spf|dkim|dmarc) sender invalid", r"sender policy framework", r"domainkeys", r"bad spf records",
+         r"inspect your spf settings", r"per it'?s spf record", r"requires all senders to authenticate",
+         r"must pass either spf or dkim", r"unauthenticated (?:e-?mail|mail|message)s? from", r"is not allowed to send mail\."),
+    rule("text.notcompliantrfc", "notcompliantrfc",
+         r"not rfc ?5322 compliant", r"not rfc ?2822 compliant", r"rfcmessagenoncompliant", r"headers are not rfc compliant",
+         r"multiple (?:subject|from|date|to|message-id) headers", r"messages? with multiple addresses in from",
+         r"rfc ?5322 section", r"blank from: addresses"),
+    rule("text.requireptr", "requireptr",
+         r"reverse (?:dns|lookup|dns lookup) (?:failed|required|for|record)", r"\bptr\b", r"\brdns\b",
+         r"cannot find your (?:reverse )?hostname", r"(?:no|missing|without|no valid) reverse dns", r"reverse dns",
+         r"ip name lookup failed", r"unresolvable relay host name", r"dns check failure", r"mismatches client ip",
+         r"unverif[iy]able sending ip"),
+    # A temporary DNS failure is not proof that the domain does not exist.
+    rule("text.networkerror-dns", "networkerror",
+         r"host not found, try again", r"name service error", r"name server reply", r"dns error", r"dns (?:lookup |query )?fail",
+         r"host name lookup failure", r"temporary (?:dns|lookup|resolver) (?:failure|error)"),
+    # -- 3. the address itself (the only reasons that can be hard) ----------------------------------
+    # The final mailbox host speaking about its own directory: no need to place the words.
+    rule("text.userunknown-directory", "userunknown",
+         r"recipient name is not recognized", r"invalid final delivery userid", r"not listed in (?:the )?(?:domino )?directory",
+         r"address not present in directory",
+         skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.userunknown", "userunknown",
+         r"user ?unknown", r"unknown (?:user|recipient|mailbox|local[- ]?part|e-?mail address|addressee)",
+         rf"{_BOX}(?: name)? {_GONE}", rf"no such {_BOX}",
+         rf"{_BOX}s? (?:is |was )?(?:not a |an )?(?:invalid|unknown|non-?existent|not found)",
+         r"invalid (?:recipient|mailbox|address|user)", r"not a (?:valid|known) (?:mailbox|user|recipient)",
+         r"is not a known user", r"no (?:mail ?box|account) (?:by that name|here|found|available)",
+         r"mailbox (?:not present|invalid)", r"user doesn't have an? .{1,60} account", r"unrouteable address",
+         r"bad destination mailbox", r"unknown or illegal alias", r"recipient (?:address )?rejected: (?:unknown|invalid)",
+         r"non-?existent (?:user|recipient|mailbox|address)", r"there is no one at this address", r"no such person",
+         r"not a valid user", r"badrcptto", r"validrcptto", r"recipient not (?:ok|accepted|exist)",
+         r"is not (?:a )?local (?:address|recipient)", r"user missing home directory",
+         r"requested action not taken: mailbox unavailable", r"mailbox unavailable", r"utilisateur inconnu",
+         r"destinataire invalide", r"resolver\.adr\.recipient", r"recipient notfound",
+         r"the email account that you tried to reach does not exist", r"recipient address rejected: access denied",
+         r"mailbox (?:is )?(?:unavailable|inactive)", r"unable to deliver message to <[^>]+> \(and other recipients",
+         r"bad recipient", r"address (?:is )?(?:wrong|no longer valid)",
+         skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.filtered", "filtered",
+         r"refused due to recipient preferences", r"(?:refused|rejected|blocked) by (?:the )?recipient(?! domain| server)",
+         r"user reject", r"recipient (?:is )?only accepting mail from", r"message rejected due to user rules",
+         r"this account is protected by", r"you have been blocked by the recipient", r"has restricted sms e-mail",
+         r"bounced address", r"resolver\.rst\.notauthorized", r"recipient id refuse to receive mail",
+         r"is not accepting any mail", r"message filtered", r"does not accept mail from you",
+         skip_at=GREETING),
+    rule("text.policyviolation", "policyviolation",
+         r"polic(?:y|ies) violation", r"(?:rejected|not accepted|refused) for policy reasons", r"denied by policy",
+         r"illegal attachment", r"members-only list", r"closed mailing list", r"not subscribed to this group",
+         r"organizational settings", r"content presents a potential",
+         r"attachments? (?:extension )?(?:is )?(?:forbidden|not allowed)",
+         r"protocol violation", r"we do not accept messages containing", r"message given low priority", r"header error",
+         r"header are not accepted", r"security policies"),
     rule("text.rejected", "rejected",
-         r"sender (?:address )?(?:rejected|denied|refused|verify failed)", r"domain of sender", r"invalid sender",
-         r"sender (?:is )?(?:not allowed|blocked)"),
-    rule("text.filtered", "filtered", r"refused by (?:the )?recipient", r"rejected by (?:the )?recipient",
-         r"delivery not authorized", r"has blocked"),
+         r"sender (?:e-?mail )?(?:address )?(?:rejected|denied|refused|blocked|is not allowed|not allowed|invalid"
+         r"|verify failed|unknown)",
+         r"domain of sender", r"invalid sender", r"sender (?:domain )?(?:must exist|is (?:invalid|empty))", r"unroutable sender",
+         r"(?:envelope|mail) from .{0,40}(?:rejected|refused|invalid)", r"mail from not owned", r"emetteur invalide",
+         r"bogus mail from", r"sender address has been blacklisted", r"sender is (?:in my black list|spammer)",
+         r"sender not pre-approved", r"null sender is not allowed", r"empty envelope senders", r"no third-party dsns",
+         r"unsigned dsn", r"(?:from|sender) domain (?:is invalid|does not exist|not found)",
+         r"fully qualified email address required", r"not on the recipient's list of senders", r"\bbatv\b",
+         r"backscatter protection", r"returned mail not accepted", r"sending this from a different address or alias",
+         r"send mail as", r"your (?:e-?mail )?address has been blacklisted", r"address (?:is|has been) blacklisted",
+         r"not allowed to post to this (?:mailing )?list", r"not a registered gateway user", r"administrative prohibition",
+         r"from an address that has been blacklisted", r"denied \[bouncedeny\]", r"senderfilterconfig",
+         r"will be permanently deferred", r"rule imposed mailbox access", r"this server does not accept mail from",
+         r"can't determine purported responsible address", r"spam reporting address", r"your access to submit messages",
+         r"you are not authorized to send mail as", r"sender was not authenticated", r"sender not in allowed"),
+    rule("text.hostunknown", "hostunknown",
+         r"host (?:unknown|not found|or domain name not found)", r"unknown host",
+         r"(?:recipient |mail )?domain (?:not found|does not exist|unknown|must exist|is not reachable|name not found)",
+         r"no such domain", r"name or service not known", r"unrouteable (?:mail )?domain", r"unroutable address",
+         r"domain (?:is )?(?:not|no longer) (?:registered|valid)", r"unknown domain", r"the account or domain may not exist",
+         r"mail domain mentioned in email address is unknown", r"host unreachable",
+         r"(?:^|: |\d{3} )[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist", r"nxdomain", r"no (?:mx|mail exchanger) (?:record )?for",
+         skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.notaccept", "notaccept",
+         r"does not accept (?:e-?)?mail", r"null mx", r"not accepting (?:e-?)?mail", r"no mx record found",
+         r"no route for current request", r"accepts no mail", r"name server: \.: host not found", r"no smtp service",
+         skip_at=DEAD_ADDRESS_SKIP),
+    # -- 4. content, sender reputation, spam, rate limits and IP blocks ------------------------------
+    rule("text.virusdetected", "virusdetected",
+         r"\bvirus", r"malware", r"\binfected", r"potentially executable attachment", r"malicious_url"),
+    rule("text.badreputation", "badreputation", r"reputation"),
+    rule("text.spamdetected", "spamdetected",
+         r"\bspam\b(?! ?(?:haus|cop|ip))", r"spam (?:detected|content|score|message|filter|email|refused|rejected)",
+         r"junk mail", r"\buce\b", r"\bube\b", r"unsolicited", r"bulk (?:e-?)?mail", r"mail content denied",
+         r"message content rejected", r"content filter rejection", r"rejecting (?:banned|mail) content",
+         r"this message (?:appears|looks) to be", r"blacklisted url", r"uribl", r"surbl", r"mail rejete",
+         r"high probability of", r"unacceptable content", r"recurrent pattern detection", r"message looks like",
+         r"our system has detected that this message",
+         skip_at=BEFORE_RCPT),
+    rule("text.toomanyconn", "toomanyconn",
+         r"too many (?:connections|recipients|simultaneous|concurrent|sessions|smtp sessions|errors)",
+         r"connection (?:rate )?limit", r"frequency limited", r"trop de connexions", r"max message per connection",
+         r"message threshold exceeded", r"maximum connection", r"max emails per hour", r"numerous attempts"),
+    rule("text.speeding", "speeding",
+         r"(?:sending|message) rate", r"rate limit(?:ed)?", r"too many messages", r"throttl", r"try again slower",
+         r"receiving mail (?:too quickly|at a rate)", r"sent too many", r"too fast"),
+    rule("text.blocked", "blocked",
+         r"black ?list", r"block ?list", r"listed (?:in|on|at|by)", r"spamhaus", r"spamcop", r"\brbl\b", r"dnsbl", r"\bdbl\b",
+         r"client host (?:\[.{1,80}?\] )?(?:rejected|blocked)",
+         r"(?:your|sending|source|client|sender) (?:ip|host|server|network)(?: address)?(?: \S+)? (?:is |was |has been )?"
+         r"(?:blocked|banned|rejected|listed|not allowed|refused|blacklisted)",
+         r"connection (?:refused|rejected|denied|dropped|reset)", r"\bbanned", r"blocked (?:by|using|for|due)", r"was blocked",
+         r"adresse ip source bloquee", r"blocked for spamming", r"not currently accepting mail from your ip",
+         r"esmtp not accepting connections", r"service refuse", r"helo command rejected", r"invalid (?:helo|domain name)",
+         r"dynamic ip", r"open proxy", r"go away", r"please use the smtp server of your isp", r"confirm this mail server",
+         r"refused to talk to me", r"host network not allowed", r"your (?:ip|server) requires", r"access from ip address",
+         r"ip ?address .{0,60}(?:blocked|rejected|refused)", r"ip .{0,40}(?:is )?blocked", r"\bbl\d{2}\b", r"\(bl\)",
+         r"your remotehost looks suspiciously", r"no access from mail server", r"too many invalid recipients",
+         r"relay quota", r"my name was rejected", r"invalid ip for sending"),
+    # -- 5. security, network, queue, content, system, protocol --------------------------------------
+    rule("text.securityerror", "securityerror",
+         r"starttls", r"\btls\b", r"\bssl\b", r"authentication (?:required|failed|failure|credentials)", r"certificate",
+         r"unauthenticated senders", r"authentication is required", r"not authenticated", r"must authenticate",
+         r"authentification (?:requise|invalide)", r"encryption", r"verification failure", r"executable files",
+         r"smtp authentication"),
+    rule("text.networkerror", "networkerror",
+         r"network (?:is )?unreachable", r"network error", r"no route to host", r"host is unreachable",
+         r"(?:mail|routing|forwarding) loop", r"too many hops", r"hop count exceeded", r"loop (?:was )?(?:detected|found)",
+         r"message looping", r"unable to resolve", r"dns records for the destination", r"could not connect", r"socket error",
+         r"domain (?:is )?not reachable"),
+    rule("text.expired", "expired",
+         r"retry time(?:out)? (?:exceeded|not reached)", r"(?:message|delivery time) (?:has )?expired", r"delivery time expired",
+         r"too long in (?:the )?queue", r"in the queue too long", r"could not be delivered (?:within|for)", r"giving up",
+         r"time(?:d)? ?out", r"delivery attempts will continue", r"have been failing for a long time", r"has been delayed",
+         r"did not accept our requests to connect", r"unable to deliver message after multiple retries", r"failed \d+ attempts",
+         r"not reachable within the allowed queue period", r"server did not respond", r"could not find a gateway",
+         r"will be retried", r"expired after", r"could not be delivered for more than", r"delivery attempts"),
+    rule("text.systemfull", "systemfull", r"(?:mail )?system (?:is )?full", r"insufficient system storage"),
+    rule("text.contenterror", "contenterror",
+         r"invalid (?:mime )?header", r"content rejected", r"8-bit data", r"duplicate header", r"header size exceeds",
+         r"mime complexity", r"too many received", r"improperly-formatted", r"unnecessary base64", r"malformed message",
+         r"bare (?:lf|line feed)"),
     rule("text.systemerror", "systemerror",
-         r"system error", r"internal (?:server )?error", r"configuration error", r"i/o error",
-         r"local error in processing", r"temporary local problem"),
-    rule("text.systemfull", "systemfull", r"system (?:is )?full", r"insufficient system storage"),
-    rule("text.notcompliantrfc", "notcompliantrfc", r"rfc ?5322", r"rfc ?2822", r"duplicate header"),
-    rule("text.contenterror", "contenterror", r"header error", r"invalid header", r"content rejected"),
-    rule("text.syntaxerror", "syntaxerror", r"syntax error", r"command unrecognized", r"bad sequence of commands"),
+         r"system (?:error|config)", r"internal (?:server )?error", r"configuration error", r"i/o error",
+         r"local error in processing", r"temporary local problem", r"server is misconfigured",
+         r"service (?:currently )?unavailable", r"interrupted system call", r"could not load", r"queue file write error",
+         r"timeout waiting for input", r"transaction failed", r"try again later", r"try later", r"aliasing/forwarding loop",
+         r"loops back to myself", r"mail exchanger loop", r"can't create user output file", r"service refused",
+         r"technical problem", r"does not support tls"),
+    rule("text.policy", "policyviolation", r"polic(?:y|ies)", r"prohibited"),
+    rule("text.syntaxerror", "syntaxerror", r"syntax error", r"command unrecognized", r"bad sequence of commands",
+         r"command not implemented", r"command parameter not implemented"),
 )
 
 
-def match_text(text: str) -> tuple[TextRule, str] | None:
-    """The first rule matching ``text`` and the text it matched."""
+def match_text(text: str, command: str | None = None) -> tuple[TextRule, str] | None:
+    """The first rule matching normalised ``text`` at SMTP stage ``command`` and the text it matched."""
     for r in TEXT_RULES:
+        if command and command in r.skip_at:
+            continue
         m = r.pattern.search(text)
         if m:
             return r, m.group(0)

@@ -1,0 +1,180 @@
+"""Provider (remote host) rules as data: some large mailbox providers word failures their own way.
+
+A provider is recognised by the remote MTA's host name, by a host name quoted in the diagnostic, or by
+the recipient's domain. Its rules run before the generic text rules because the provider's own error
+codes (Orange ``OFR_416``, Cox ``AUP#CXBL``, GoDaddy ``IB108`` ...) name the cause more precisely than
+the words around them. Codes and wording follow each provider's published error-code pages (linked per
+provider) and Sisimai's ``Rhost`` modules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A provider and how to recognise it: host-name suffixes (remote MTA or quoted) and recipient domains."""
+
+    name: str
+    hosts: tuple[str, ...]
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRule:
+    """One provider rule: when ``provider`` is recognised and ``pattern`` matches, ``reason`` decides.
+
+    ``status``: the rule applies only when the failure's status starts with it. ``commands``: only when the
+    SMTP command is one of these.
+    """
+
+    id: str
+    provider: str
+    reason: str
+    pattern: re.Pattern[str]
+    status: str | None = None
+    commands: frozenset[str] = frozenset()
+
+
+PROVIDERS: tuple[Provider, ...] = (
+    Provider("franceptt", (".orange.fr", ".wanadoo.fr", ".laposte.net"), ("orange.fr", "wanadoo.fr", "laposte.net")),
+    Provider("nttdocomo", ("mfsmax.docomo.ne.jp",), ("docomo.ne.jp",)),
+    Provider("kddi", (".ezweb.ne.jp", "msmx.au.com"), ("ezweb.ne.jp", "au.com")),
+    Provider("cox", ("cox.net",), ("cox.net",)),
+    Provider("spectrum", ("charter.net", "spectrum.net"), ("charter.net", "spectrum.net")),
+    Provider("tencent", (".qq.com",), ("qq.com", "foxmail.com")),
+    Provider("godaddy", (".secureserver.net",), ()),
+    Provider("microsoft", (".protection.outlook.com", ".prod.outlook.com"), ()),
+    Provider("mimecast", (".mimecast.com",), ()),
+    Provider("yahoo", (".yahoodns.net",), ("yahoo.com", "yahoo.co.jp", "aol.com", "ymail.com")),
+)
+
+
+def _p(*phrases: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in phrases))
+
+
+def _codes(provider: str, prefix: str, code_re: str, table: dict[str, str]) -> tuple[ProviderRule, ...]:
+    """Rules for a provider's numbered error codes, one rule (and id) per code."""
+    return tuple(
+        ProviderRule(
+            f"provider.{provider}.{prefix}{code.lower()}", provider, reason, re.compile(code_re.format(re.escape(code.lower())))
+        )
+        for code, reason in table.items()
+    )
+
+
+# Orange / La Poste: "... OFR_416 [416]", "LPN007_420", "ofr_506" (the last three digits name the cause).
+_FRANCEPTT = {
+    "101": "blocked", "102": "blocked", "103": "blocked", "104": "toomanyconn", "305": "securityerror",
+    "401": "authfailure", "402": "securityerror", "403": "rejected", "405": "rejected", "415": "rejected",
+    "416": "userunknown", "417": "mailboxfull", "418": "userunknown", "420": "suspend", "421": "rejected",
+    "426": "suspend", "505": "systemerror", "506": "spamdetected", "510": "blocked", "514": "mesgtoobig",
+    "517": "authfailure", "630": "policyviolation", "999": "blocked",
+}
+
+# Cox: https://www.cox.com/residential/support/email-error-codes.html ("AUP#CXBL").
+_COX = {
+    "CXBL": "blocked", "CDRBL": "blocked", "CXDNS": "requireptr", "CXSNDR": "authfailure", "CXSMTP": "rejected",
+    "CXCNCT": "toomanyconn", "CXMXRT": "toomanyconn", "CXTHRT": "securityerror", "CXMJ": "securityerror",
+    "IPBL": "blocked", "URLBL": "spamdetected",
+}
+
+# GoDaddy: https://www.godaddy.com/help/what-does-my-email-bounceback-mean-3568 ("IB108").
+_GODADDY = {
+    "IB401": "securityerror", "IB501": "notcompliantrfc", "IB502": "notcompliantrfc", "IB506": "rejected",
+    "IB508": "authfailure", "IB108": "requireptr", "IB212": "spamdetected", "IB705": "virusdetected",
+    "IB605": "toomanyconn", "IB007": "toomanyconn", "IB101": "speeding", "IB110": "blocked", "IB111": "blocked",
+    "IB112": "blocked", "IB113": "blocked", "IB504": "speeding", "IB510": "speeding", "IB607": "speeding",
+    "IB103": "badreputation", "IB104": "blocked", "IB105": "blocked", "IB106": "blocked",
+}
+
+
+def _spectrum() -> tuple[ProviderRule, ...]:
+    """Spectrum/Charter "AUP#In-1310": four-digit ranges, see spectrum.net understanding-email-error-codes."""
+    ranges = (
+        ("1000", "1000", "blocked"), ("1010", "1010", "rejected"), ("1020", "1080", "rejected"),
+        ("1090", "1090", "systemerror"), ("1100", "1150", "requireptr"), ("1160", "1190", "policyviolation"),
+        ("1200", "1250", "blocked"), ("1260", "1260", "networkerror"), ("1300", "1340", "toomanyconn"),
+        ("1350", "1490", "speeding"), ("1500", "1520", "rejected"), ("1530", "1530", "mesgtoobig"),
+        ("1540", "1550", "speeding"), ("1560", "1560", "policyviolation"), ("1580", "1580", "speeding"),
+    )
+    out = []
+    for lo, hi, reason in ranges:
+        codes = "|".join(str(n) for n in range(int(lo), int(hi) + 1))
+        out.append(ProviderRule(f"provider.spectrum.aup{lo}", "spectrum", reason, re.compile(rf"aup#[a-z-]*(?:{codes})\b")))
+    return tuple(out)
+
+
+PROVIDER_RULES: tuple[ProviderRule, ...] = (
+    *_codes("franceptt", "code", r"\b(?:lpn|lpnaaa|ofr|ouk)(?:\d{{3}})?[-_]{0}\b", _FRANCEPTT),
+    # NTT docomo answers "550 Unknown user" after DATA when the recipient's filter refuses the sender.
+    ProviderRule("provider.nttdocomo.filtered-520", "nttdocomo", "filtered", _p(r"unknown user|user unknown"), status="5.2.0"),
+    ProviderRule("provider.nttdocomo.rejected-at-data", "nttdocomo", "rejected", _p(r"unknown user|user unknown"),
+                 commands=frozenset({"DATA"})),
+    ProviderRule("provider.nttdocomo.mailboxfull", "nttdocomo", "mailboxfull", _p(r"too much mail data")),
+    ProviderRule("provider.nttdocomo.toomanyconn", "nttdocomo", "toomanyconn", _p(r"552 too many recipients")),
+    # au (KDDI): "550 : User unknown" (no address) is the recipient's filter; "<addr>: User unknown" is real.
+    ProviderRule("provider.kddi.filtered", "kddi", "filtered", _p(r"550 : user unknown")),
+    ProviderRule("provider.kddi.userunknown", "kddi", "userunknown", _p(r">: user unknown")),
+    *_codes("cox", "aup-", r"aup#{0}", _COX),
+    ProviderRule("provider.cox.requireptr", "cox", "requireptr", _p(r"rejected - no rdns")),
+    ProviderRule("provider.cox.toomanyconn", "cox", "toomanyconn", _p(r"too many sessions from", r"message threshold exceeded")),
+    *_spectrum(),
+    # Tencent QQ: https://service.mail.qq.com/detail/122
+    ProviderRule("provider.tencent.toomanyconn", "tencent", "toomanyconn", _p(r"frequency limited")),
+    ProviderRule("provider.tencent.authfailure", "tencent", "authfailure", _p(r"spf check failed", r"dmarc check failed")),
+    ProviderRule("provider.tencent.blocked", "tencent", "blocked",
+                 _p(r"suspected bounce attacks", r"suspected spam ip", r"connection denied")),
+    ProviderRule("provider.tencent.suspend", "tencent", "suspend", _p(r"is a deactivated mailbox")),
+    ProviderRule("provider.tencent.userunknown", "tencent", "userunknown", _p(r"mailbox not found")),
+    *_codes("godaddy", "", r"\b{0}\b", _GODADDY),
+    ProviderRule("provider.godaddy.blocked-rbl", "godaddy", "blocked", _p(r"rbl reject", r"spamhaus\.org/query/bl")),
+    # Exchange Online: 5.4.1 "Recipient address rejected: Access denied" is directory-based edge blocking,
+    # i.e. the recipient does not exist in the tenant (learn.microsoft.com, NDR 5.4.1).
+    ProviderRule("provider.microsoft.541-userunknown", "microsoft", "userunknown",
+                 _p(r"recipient address rejected: access denied"), status="5.4.1"),
+    ProviderRule("provider.microsoft.badreputation", "microsoft", "badreputation", _p(r"rate limited due to ip reputation")),
+    ProviderRule("provider.microsoft.blocked-banned", "microsoft", "blocked",
+                 _p(r"banned sending ip", r"part of their network is on our block list")),
+    # Mimecast: community.mimecast.com "Mimecast SMTP Error Codes".
+    ProviderRule("provider.mimecast.policyviolation", "mimecast", "policyviolation",
+                 _p(r"host network,? not allowed", r"anti-spoofing policy", r"content examination policy")),
+    ProviderRule("provider.mimecast.rejected", "mimecast", "rejected",
+                 _p(r"envelope blocked", r"blocked senders", r"administrative prohibition")),
+    # Yahoo: https://senders.yahooinc.com/smtp-error-codes
+    ProviderRule("provider.yahoo.userunknown", "yahoo", "userunknown", _p(r"dd this user doesn't have a \S+ account")),
+    ProviderRule("provider.yahoo.suspend", "yahoo", "suspend", _p(r" is no longer valid\.", r"this mailbox is disabled")),
+    ProviderRule("provider.yahoo.rejected", "yahoo", "rejected", _p(r"will be permanently deferred")),
+)
+
+
+def providers_for(remote_mta: str | None, recipient: str | None, text: str) -> tuple[str, ...]:
+    """Names of the providers a failure came from: by remote MTA, a host named in the text, or the domain."""
+    host = (remote_mta or "").lower()
+    domain = (recipient or "").rpartition("@")[2].lower()
+    found = []
+    for p in PROVIDERS:
+        by_host = any(h in host or h in text for h in p.hosts)
+        if by_host or (domain and any(domain == d or domain.endswith("." + d) for d in p.domains)):
+            found.append(p.name)
+    return tuple(found)
+
+
+def match_provider(names: tuple[str, ...], text: str, status: str | None, command: str | None) -> tuple[ProviderRule, str] | None:
+    """The first provider rule of ``names`` matching the failure, and the text it matched."""
+    if not names:
+        return None
+    for r in PROVIDER_RULES:
+        if r.provider not in names:
+            continue
+        if r.status and not (status or "").startswith(r.status):
+            continue
+        if r.commands and command not in r.commands:
+            continue
+        m = r.pattern.search(text)
+        if m:
+            return r, m.group(0)
+    return None
