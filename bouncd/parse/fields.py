@@ -99,21 +99,33 @@ def block_failure(block: Block) -> Failure:
     # The remote server's own code beats the reporting MTA's summary: many MTAs write a generic
     # Status (5.0.0, 4.4.7) or their own guess (sendmail maps any 550 to 5.1.1) while the
     # Diagnostic-Code quotes the real one. A generic code in the diagnostic never overrides.
-    if diag_status and (status is None or not is_generic_status(diag_status)):
+    # Exception: a 4.4.7 Status (queue lifetime over) is the outcome and stays, unless the
+    # diagnostic itself reports the expiry and quotes the last error inside it (Amazon SES:
+    # "554 4.4.7 Message expired ... <421 4.4.2 Connection timed out>"); sendmail's 4.4.7 with
+    # "451 4.4.1 reply: read error" is an expiry whose last try failed, not a 4.4.1.
+    keep_expiry = status == "4.4.7" and "4.4.7" not in diagnostic
+    if diag_status and not keep_expiry and (status is None or not is_generic_status(diag_status)):
         status = diag_status
     remote = strip_type(block.get("remote-mta", "")) or None
     command = find_command(diagnostic)
     action = block.get("action", "").strip().lower() or None
     if action:
         action = action.split()[0].rstrip(";")
+    # RFC 3464 §2.3.6: diagnostic-type X-Unix carries a local program's exit status, so the
+    # failure is the local delivery program's (sendmail "unknown mailer error", procmail, pipes).
+    dtype = block.get("diagnostic-code", "").split(";", 1)[0].strip().lower()
+    unix = dtype == "x-unix" and action != "delivered"
     return Failure(
         recipient=block_recipient(block),
         action=action,
         status=status,
-        reply_code=find_reply_code(diagnostic, status) if diagnostic else None,
+        reply_code=find_reply_code(diagnostic, status) if diagnostic and not unix else None,
         diagnostic=diagnostic,
         remote_mta=remote,
         command=command,
+        reason_hint="mailererror" if unix else None,
+        hint_rule="dsn.x-unix-diagnostic" if unix else None,
+        hint_evidence=f"Diagnostic-Code: X-Unix; {diagnostic}" if unix else "",
     )
 
 
