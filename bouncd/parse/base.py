@@ -21,7 +21,7 @@ MAX_TEXT_CHARS = 256 * 1024  # decoded human-readable text kept per message
 MAX_ORIGINAL_HEADERS = 60
 
 # RFC 3463 class.subject.detail; not part of a dotted number (IPs, versions like v4.1.2).
-STATUS_RE = re.compile(r"(?<![\d.A-Za-z])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+STATUS_RE = re.compile(r"(?<![\d.A-Za-z])([245])\.([0-7])\.(\d{1,3})(?![\d]|\.\d)")
 REPLY_CODE_RE = re.compile(r"(?<![\d.#\-A-Za-z])([245][0-5]\d)(?=[\s\-.:;,)\]>']|$)")
 IPV4_RE = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
@@ -85,7 +85,7 @@ def is_generic_status(status: str) -> bool:
     return status.endswith(".0.0") or status == "4.4.7"
 
 
-_AFTER_REPLY = re.compile(r"\b[245]\d\d[ -]['\"]?([245]\.\d{1,3}\.\d{1,3})(?![\d]|\.\d)")
+_AFTER_REPLY = re.compile(r"\b[245]\d\d[ -]['\"]?([245]\.[0-7]\.\d{1,3})(?![\d]|\.\d)")
 
 
 def find_status(text: str) -> str | None:

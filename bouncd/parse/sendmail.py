@@ -174,8 +174,9 @@ def _read_transcript(lines: list[str]) -> tuple[dict[str, tuple[str, str | None]
             addr = normalize_address(m.group("addr"))
             if not addr:
                 continue
-            own_words = line
-            words = own_words if find_reply_code(m.group("text")) or not last_reply else " ".join([*last_reply, own_words])
+            # "554 <addr>... 550 Host unknown": the code after "..." is the remote's, the first is sendmail's
+            inner = m.group("text")
+            words = inner if find_reply_code(inner) else " ".join([*last_reply, line])
             if addr not in verdicts:
                 verdicts[addr] = (words, command)
             continue
