@@ -80,7 +80,12 @@ class _Context:
 
 
 def _verdict(reason: str, f: Failure, rule_id: str, evidence: str) -> Verdict:
-    return Verdict(reason, is_hard(reason, f.status, f.reply_code), rule_id, evidence)
+    hard = is_hard(reason, f.status, f.reply_code)
+    if reason == "notaccept" and not f.status and not f.reply_code and f.action in (None, "failed"):
+        # A final failure that says the domain takes no mail (RFC 7505 null MX wording) but carries no
+        # code: the report itself is the permanent verdict.
+        hard = True
+    return Verdict(reason, hard, rule_id, evidence)
 
 
 def _is_temporary(f: Failure) -> bool:
@@ -109,6 +114,10 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
 
     text = normalize(failure.diagnostic) if failure.diagnostic else ""
     command = normalize_command(failure.command) or (infer_command(text) if text else None)
+    if command == MAIL and failure.recipient and failure.recipient.lower() in text:
+        # A reply naming the recipient is not about MAIL FROM (RCPT had not been sent yet): the
+        # report attributed it to the wrong command (Sendmail V5 transcripts do), so do not trust it.
+        command = None
     ctx = _Context(text, failure.status, failure.reply_code, command)
 
     if text:

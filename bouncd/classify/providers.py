@@ -148,6 +148,8 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
     ProviderRule("provider.yahoo.userunknown", "yahoo", "userunknown", _p(r"dd this user doesn't have a \S+ account")),
     ProviderRule("provider.yahoo.suspend", "yahoo", "suspend", _p(r" is no longer valid\.", r"this mailbox is disabled")),
     ProviderRule("provider.yahoo.rejected", "yahoo", "rejected", _p(r"will be permanently deferred")),
+    # [TSS04] "temporarily deferred due to unexpected volume or user complaints": the sending IP's standing.
+    ProviderRule("provider.yahoo.tss04", "yahoo", "badreputation", _p(r"unexpected volume or user complaints")),
 )
 
 

@@ -87,6 +87,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
     rule("text.category.routing", "networkerror", _PMTA + "(?:routing-errors|bad-connection)"),
     rule("text.category.expired", "expired", _PMTA + "(?:message-expired|no-answer-from-host)"),
     # -- 1. local delivery programs, then the recipient's mailbox --------------------------------
+    # "Diagnostic-Code: X-Unix; 255": a bare number is a local delivery program's exit status.
+    rule("text.mailererror-exit", "mailererror", r"^\d{1,3}$"),
     rule("text.mailererror", "mailererror",
          r"mailer error", r"command died", r"command failed:", r"command output", r"pipe to \|", r"x-unix;",
          r"\bprocmail", r"\bmaildrop", r"\|\| exit ", r"exit (?:code|status) \d"),
@@ -146,9 +148,13 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"cannot find your (?:reverse )?hostname", r"(?:no|missing|without|no valid) reverse dns", r"reverse dns",
          r"ip name lookup failed", r"unresolvable relay host name", r"dns check failure", r"mismatches client ip",
          r"unverif[iy]able sending ip"),
+    # RFC 7505 null MX: the domain says it takes no mail (a DNS answer, so before the DNS failures).
+    rule("text.notaccept-nullmx", "notaccept",
+         r"null mx", r"doesn't receive email", r"no smtp service", r"does not accept (?:e-?)?mail",
+         skip_at=DEAD_ADDRESS_SKIP),
     # A temporary DNS failure is not proof that the domain does not exist.
     rule("text.networkerror-dns", "networkerror",
-         r"host not found, try again", r"name service error", r"name server reply", r"dns error", r"dns (?:lookup |query )?fail",
+         r"host not found, try again", r"name server reply", r"dns error", r"dns (?:lookup |query )?fail",
          r"host name lookup failure", r"temporary (?:dns|lookup|resolver) (?:failure|error)"),
     # -- 3. the address itself (the only reasons that can be hard) ----------------------------------
     # The final mailbox host speaking about its own directory: no need to place the words.
@@ -202,7 +208,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"from an address that has been blacklisted", r"denied \[bouncedeny\]", r"senderfilterconfig",
          r"will be permanently deferred", r"rule imposed mailbox access", r"this server does not accept mail from",
          r"can't determine purported responsible address", r"spam reporting address", r"your access to submit messages",
-         r"you are not authorized to send mail as", r"sender was not authenticated", r"sender not in allowed"),
+         r"you are not authorized to send mail as", r"sender was not authenticated", r"sender not in allowed",
+         r"all recipient addresses rejected ?: access denied"),
     rule("text.hostunknown", "hostunknown",
          r"host (?:unknown|not found|or domain name not found)", r"unknown host",
          r"(?:recipient |mail )?domain (?:not found|does not exist|unknown|must exist|is not reachable|name not found)",
@@ -246,7 +253,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"refused to talk to me", r"host network not allowed", r"your (?:ip|server) requires", r"access from ip address",
          r"ip ?address .{0,60}(?:blocked|rejected|refused)", r"ip .{0,40}(?:is )?blocked", r"\bbl\d{2}\b", r"\(bl\)",
          r"your remotehost looks suspiciously", r"no access from mail server", r"too many invalid recipients",
-         r"relay quota", r"my name was rejected", r"invalid ip for sending"),
+         r"relay quota", r"my name was rejected", r"invalid ip for sending", r"unwanted messages have been sent from"),
     # -- 5. security, network, queue, content, system, protocol --------------------------------------
     rule("text.securityerror", "securityerror",
          r"starttls", r"\btls\b", r"\bssl\b", r"authentication (?:required|failed|failure|credentials)", r"certificate",
@@ -256,7 +263,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
     rule("text.networkerror", "networkerror",
          r"network (?:is )?unreachable", r"network error", r"no route to host", r"host is unreachable",
          r"(?:mail|routing|forwarding) loop", r"too many hops", r"hop count exceeded", r"loop (?:was )?(?:detected|found)",
-         r"message looping", r"unable to resolve", r"dns records for the destination", r"could not connect", r"socket error",
+         r"message looping", r"unable to resolve", r"dns records for the destination", r"could not connect",
          r"domain (?:is )?not reachable"),
     rule("text.expired", "expired",
          r"retry time(?:out)? (?:exceeded|not reached)", r"(?:message|delivery time) (?:has )?expired", r"delivery time expired",
@@ -264,7 +271,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"time(?:d)? ?out", r"delivery attempts will continue", r"have been failing for a long time", r"has been delayed",
          r"did not accept our requests to connect", r"unable to deliver message after multiple retries", r"failed \d+ attempts",
          r"not reachable within the allowed queue period", r"server did not respond", r"could not find a gateway",
-         r"will be retried", r"expired after", r"could not be delivered for more than", r"delivery attempts"),
+         r"will be retried", r"expired after", r"could not be delivered for more than"),
     rule("text.systemfull", "systemfull", r"(?:mail )?system (?:is )?full", r"insufficient system storage"),
     rule("text.contenterror", "contenterror",
          r"invalid (?:mime )?header", r"content rejected", r"8-bit data", r"duplicate header", r"header size exceeds",
