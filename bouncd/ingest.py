@@ -329,8 +329,9 @@ def reprocess_message(session: Session, message_id: int, settings: Settings, now
     report = analyze(repo.raw_bytes(msg), msg.rcpt_tos.split("\n")[0] or None)
     new_verdicts = {(normalize_address(r.recipient), _verdict(r.reason, r.hard, r.rule)) for r in report.results}
     changes: list[Change] = []
-    if msg.state == "processed" and old_verdicts == new_verdicts and str(report.kind) == msg.kind:
-        return changes
+    # Replay inside a savepoint: kept only if a verdict or a DNC state changed, so unchanged messages
+    # do not pile up superseded copies of the same events.
+    savepoint = session.begin_nested()
     if msg.state != "processed":
         changes.append(Change(message_id, None, "state", msg.state, "processed"))
     before = {r: v for r, v in old_verdicts}
@@ -365,6 +366,10 @@ def reprocess_message(session: Session, message_id: int, settings: Settings, now
                 policy_rule="policy.reprocess",
             )
             changes.append(Change(message_id, contact_address, "dnc", "on", "off"))
+    if changes:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
     return changes
 
 

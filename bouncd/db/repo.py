@@ -233,7 +233,7 @@ def contact_trail(session: Session, contact_id: int) -> list[tuple[TrailEntry, B
         .where(TrailEntry.contact_id == contact_id)
         .order_by(TrailEntry.seq)
     )
-    return [(t, e) for t, e in session.execute(stmt).tuples()]
+    return [(t, e) for t, e in session.execute(stmt).all()]
 
 
 def recent_bounces(session: Session, contact_id: int, limit: int = 20) -> list[BounceEvent]:

@@ -1,0 +1,213 @@
+"""The unit of work on both backends: store -> analyze -> events -> policy -> DNC trail, one transaction per message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from structlog.testing import capture_logs
+
+from bouncd import ingest
+from bouncd.config import PolicySettings, Settings, VerpSettings
+from bouncd.db import repo
+from bouncd.db.session import transaction
+from bouncd.ingest import ingest_message, process_pending, reprocess
+from bouncd.records import Inbound, Report
+from tests.conftest import HARD, MAILBOX_FULL, SPAM_BLOCK, dsn_for, make_dsn
+
+DAY0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def inbound(raw: bytes, *, protocol: str = "cli", rcpt: str = "bounces@example.org", at: datetime = NOW) -> Inbound:
+    """A message as handed over by the pipe or the CLI."""
+    return Inbound(raw=raw, received_at=at, mail_from="", rcpt_tos=(rcpt,), peer=None, protocol=protocol)
+
+
+def full_on(day: int) -> Inbound:
+    """A mailbox-full bounce for full@example.com arriving ``day`` days after DAY0."""
+    return inbound(dsn_for(MAILBOX_FULL, "full@example.com", DAY0 + timedelta(days=day)))
+
+
+def trail(engine: Engine, address: str) -> list[tuple[str, str, str | None]]:
+    """(action, source, status of the causing event) for each trail entry, oldest first."""
+    with transaction(engine) as s:
+        contact = repo.find_contact(s, address)
+        assert contact is not None
+        return [(t.action, t.source, e.status if e else None) for t, e in repo.contact_trail(s, contact.id)]
+
+
+def store(engine: Engine, *messages: Inbound) -> list[int]:
+    """Store messages without processing them (as the SMTP listener does)."""
+    with transaction(engine) as s:
+        return [r.message_id for r in repo.store_inbound(s, list(messages))]
+
+
+def test_a_hard_bounce_records_an_event_and_raises_dnc_with_evidence(engine: Engine, settings: Settings) -> None:
+    """One hard bounce: one event, DNC on, the trail pointing at the event with status and diagnostic."""
+    with capture_logs() as logs:
+        result = ingest_message(engine, settings, inbound(dsn_for(HARD, "Dead@Example.COM", DAY0)), now=NOW)
+    assert result.state == "processed" and result.kind == "bounce" and result.dnc_raised == ("dead@example.com",)
+    assert result.arrived_at == DAY0  # archived mail: the report's Arrival-Date, not the receipt time
+    assert trail(engine, "dead@example.com") == [("on", "hard_bounce", "5.1.1")]
+    assert any(e["event"] == "dnc.raised" and e["contact"] == "dead@example.com" for e in logs)
+    with transaction(engine) as s:
+        (event,) = repo.list_bounces(s)
+    assert event.hard and event.reason == "userunknown" and "User unknown" in event.diagnostic
+    assert event.original_message_id == "<newsletter-1@example.org>" and event.policy_rule == "policy.hard_bounce"
+
+
+def test_the_same_bytes_twice_record_once(engine: Engine, settings: Settings) -> None:
+    """Re-delivery of identical bytes is a duplicate: no second event, no second trail entry."""
+    raw = dsn_for(HARD, "dead@example.com", DAY0)
+    ingest_message(engine, settings, inbound(raw), now=NOW)
+    again = ingest_message(engine, settings, inbound(raw, at=NOW + timedelta(hours=1)), now=NOW + timedelta(hours=1))
+    assert again.duplicate and again.state == "processed"
+    with transaction(engine) as s:
+        assert len(repo.list_bounces(s)) == 1
+    assert len(trail(engine, "dead@example.com")) == 1
+
+
+def test_live_mail_counts_from_receipt_time_and_operators_can_override(engine: Engine, settings: Settings) -> None:
+    """SMTP/LMTP use the receipt time; --received-at overrides the report's dates for archives."""
+    live = ingest_message(engine, settings, inbound(dsn_for(MAILBOX_FULL, "a@example.com", DAY0), protocol="smtp"), now=NOW)
+    assert live.arrived_at == NOW
+    override = DAY0 + timedelta(days=3)
+    archived = ingest_message(
+        engine, settings, inbound(dsn_for(MAILBOX_FULL, "b@example.com", DAY0)), now=NOW, arrival_override=override
+    )
+    assert archived.arrived_at == override
+
+
+def test_mailbox_full_on_five_days_raises_dnc_on_the_fifth(engine: Engine, settings: Settings) -> None:
+    """Four days stay contactable; the fifth distinct day within 30 raises DNC (source soft_bounces)."""
+    for day in range(4):
+        r = ingest_message(engine, settings, full_on(day), now=NOW)
+        assert r.dnc_raised == ()
+    fifth = ingest_message(engine, settings, full_on(4), now=NOW)
+    assert fifth.dnc_raised == ("full@example.com",)
+    assert trail(engine, "full@example.com") == [("on", "soft_bounces", "4.2.2")]
+
+
+def test_spam_blocks_on_many_days_never_raise_dnc(engine: Engine, settings: Settings) -> None:
+    """Rejections of our sending are recorded and never counted."""
+    for day in range(10):
+        r = ingest_message(engine, settings, inbound(dsn_for(SPAM_BLOCK, "ok@example.com", DAY0 + timedelta(days=day))), now=NOW)
+        assert r.events[0].policy_rule == "policy.soft.ours" and not r.events[0].counted
+    assert trail(engine, "ok@example.com") == []
+
+
+def test_delayed_notices_are_recorded_never_counted(engine: Engine, settings: Settings) -> None:
+    """Action: delayed on ten days changes nothing."""
+    for day in range(10):
+        raw = make_dsn("slow@example.com", "4.4.7", "Delivery delayed", DAY0 + timedelta(days=day), action="delayed")
+        assert ingest_message(engine, settings, inbound(raw), now=NOW).events[0].policy_rule == "policy.delayed"
+    assert trail(engine, "slow@example.com") == []
+
+
+def test_after_dnc_is_cleared_old_soft_bounces_no_longer_count(engine: Engine, settings: Settings) -> None:
+    """Clearing DNC starts the count afresh: one more soft bounce does not re-raise it."""
+    from bouncd.client import apply_dnc
+
+    for day in range(5):
+        ingest_message(engine, settings, full_on(day), now=NOW)
+    with transaction(engine) as s:
+        apply_dnc(s, "full@example.com", on=False, source="manual", actor="t", note="emptied", now=NOW + timedelta(hours=1))
+    later = NOW + timedelta(days=1)
+    r = ingest_message(engine, settings, full_on(5), now=later)
+    assert r.dnc_raised == ()
+    assert [a for a, _, _ in trail(engine, "full@example.com")] == ["on", "off"]
+
+
+def test_bounces_for_a_dnc_contact_add_no_trail_entries(engine: Engine, settings: Settings) -> None:
+    """A second hard bounce for a DNC contact is recorded only."""
+    ingest_message(engine, settings, inbound(dsn_for(HARD, "dead@example.com", DAY0)), now=NOW)
+    r = ingest_message(engine, settings, inbound(dsn_for(HARD, "dead@example.com", DAY0 + timedelta(days=1))), now=NOW)
+    assert r.events[0].policy_rule == "policy.already_dnc"
+    assert len(trail(engine, "dead@example.com")) == 1
+
+
+def test_process_pending_takes_the_oldest_first_and_marks_them_processed(engine: Engine, settings: Settings) -> None:
+    """Stored messages are processed in arrival order, each in its own transaction."""
+    ids = store(engine, *(inbound(dsn_for(HARD, f"u{i}@example.com", DAY0)) for i in range(3)))
+    assert process_pending(engine, settings, limit=2, now=NOW) == 2
+    with transaction(engine) as s:
+        states = [repo.get_message(s, i).state for i in ids]
+    assert states == ["processed", "processed", "pending"]
+    assert process_pending(engine, settings, now=NOW) == 1
+    assert process_pending(engine, settings, now=NOW) == 0
+
+
+def test_a_processing_failure_parks_the_message_with_its_error(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our bug: the message stays stored, marked failed with the error, is not retried, and nothing half-written remains."""
+    (mid,) = store(engine, inbound(dsn_for(HARD, "dead@example.com", DAY0)))
+    real = ingest.record_message
+
+    def explode_after_writing(*args: Any, **kw: Any) -> Any:
+        real(*args, **kw)  # events and trail written ... then the unit of work fails
+        raise RuntimeError("classifier exploded")
+
+    monkeypatch.setattr(ingest, "record_message", explode_after_writing)
+    assert process_pending(engine, settings, now=NOW) == 1
+    assert process_pending(engine, settings, now=NOW) == 0  # never retried in a loop
+    with transaction(engine) as s:
+        msg = repo.get_message(s, mid)
+        assert msg.state == "failed" and msg.error == "RuntimeError: classifier exploded"
+        assert repo.raw_bytes(msg).startswith(b"From: MAILER-DAEMON")
+        assert repo.list_bounces(s) == [] and repo.find_contact(s, "dead@example.com") is None
+    monkeypatch.setattr(ingest, "record_message", real)
+    changes = reprocess(engine, settings, now=NOW)  # once fixed, a reprocess picks it up
+    assert ("state", "failed", "processed") in [(c.what, c.before, c.after) for c in changes]
+    assert trail(engine, "dead@example.com")[0][:2] == ("on", "reprocess")
+
+
+def test_signed_return_paths_are_required_when_configured(engine: Engine) -> None:
+    """require_signed_return_path: an unsigned bounce is stored and shown but changes no DNC; a signed one does."""
+    from bouncd import verp
+
+    strict = Settings(
+        policy=PolicySettings(require_signed_return_path=True),
+        verp=VerpSettings(secret="s3cret", domain="bounce.example.org"),
+    )
+    unsigned = ingest_message(engine, strict, inbound(dsn_for(HARD, "dead@example.com", DAY0)), now=NOW)
+    assert unsigned.dnc_raised == () and unsigned.events[0].policy_rule == "policy.unsigned"
+    rcpt = verp.encode(strict.verp, "dead@example.com")
+    raw = dsn_for(HARD, "dead@example.com", DAY0 + timedelta(days=1))
+    signed = ingest_message(engine, strict, inbound(raw, rcpt=rcpt), now=NOW)
+    assert signed.dnc_raised == ("dead@example.com",)
+    forged_rcpt = verp.encode(strict.verp, "someone.else@example.com")
+    forged = ingest_message(engine, strict, inbound(dsn_for(HARD, "victim@example.com", DAY0), rcpt=forged_rcpt), now=NOW)
+    assert forged.dnc_raised == () and forged.events[0].policy_rule == "policy.signature_mismatch"
+
+
+def _flip_to_soft(report: Report) -> Report:
+    import dataclasses
+
+    return dataclasses.replace(
+        report,
+        results=tuple(dataclasses.replace(r, hard=False, reason="mailboxfull", rule="text.new-rule") for r in report.results),
+    )
+
+
+def test_reprocess_dry_run_shows_changes_and_writes_nothing(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule change that makes a hard bounce soft: dry-run lists the verdict and DNC change, apply writes them."""
+    ingest_message(engine, settings, inbound(dsn_for(HARD, "dead@example.com", DAY0)), now=NOW)
+    assert reprocess(engine, settings, now=NOW) == []  # same rules: nothing to change, nothing written
+    real = ingest.analyze
+    monkeypatch.setattr(ingest, "analyze", lambda raw, rcpt=None: _flip_to_soft(real(raw, rcpt)))
+    preview = reprocess(engine, settings, dry_run=True, now=NOW)
+    assert {(c.what, c.before[:4], c.after[:4]) for c in preview} == {("verdict", "hard", "soft"), ("dnc", "on", "off")}
+    assert trail(engine, "dead@example.com") == [("on", "hard_bounce", "5.1.1")]
+    applied = reprocess(engine, settings, now=NOW)
+    assert applied == preview
+    assert [(a, s) for a, s, _ in trail(engine, "dead@example.com")] == [("on", "hard_bounce"), ("off", "reprocess")]
+    with transaction(engine) as s:
+        (event,) = repo.list_bounces(s)
+        assert event.rule == "text.new-rule" and not event.hard
+        assert s.execute(text("SELECT count(*) FROM bounce_events WHERE superseded")).scalar_one() == 1
