@@ -247,6 +247,8 @@ async def _run_listener(
     where = await listener.start(sock)
     if on_started is not None:
         on_started(where, listener)
+    else:
+        log.info("serve.worker_listening", host=where[0], port=where[1], pid=os.getpid())
     await stopping.wait()
     log.info("serve.stopping", sessions=listener.gate.open_sessions)
     if on_stopping is not None:

@@ -15,7 +15,12 @@ from typing import Any, TextIO
 import structlog
 
 # aiosmtpd logs each command at INFO; flufl.bounce warns on every message it cannot read.
-QUIET_LOGGERS = {"mail.log": logging.WARNING, "mail.debug": logging.WARNING, "flufl.bounce": logging.ERROR}
+QUIET_LOGGERS = {
+    "mail.log": logging.WARNING,
+    "mail.debug": logging.WARNING,
+    "flufl.bounce": logging.ERROR,
+    "alembic": logging.WARNING,  # "Context impl SQLiteImpl." on every start
+}
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

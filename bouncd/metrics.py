@@ -77,7 +77,12 @@ class BouncdCollector:
         self._latency = _Histogram(LATENCY_BUCKETS)
         self._bounces: dict[tuple[str, str, str], int] = {}
         self._dnc: dict[tuple[str, str], int] = {}
-        self._last_event = self._last_trail = -1  # -1: not read yet; the first scrape starts at the newest row
+        self._last_event = self._last_trail = -1  # -1: not read yet; counting starts at the newest row
+        try:  # start counting now rather than at the first scrape; a database that is down can wait
+            with engine.connect() as conn:
+                self._read_new_rows(conn)
+        except SQLAlchemyError:
+            pass
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family (prometheus-client calls this on each scrape)."""

@@ -1,0 +1,281 @@
+"""``bouncd serve`` as a real process: end to end to DNC, graceful SIGTERM, kill -9 recovery, workers, metrics.
+
+Each test starts ``python -m bouncd serve --listen 127.0.0.1:0`` in a temp directory, reads the port it
+prints on stderr, and talks to it with ``smtplib``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bouncd.db.models import Message
+from bouncd.db.repo import find_contact
+from bouncd.db.session import make_engine, transaction
+from tests.conftest import HARD, dsn_for
+
+ROOT = Path(__file__).resolve().parent.parent
+RCPT = ["b@bounces.example.org"]
+NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Daemon:
+    """One ``bouncd serve`` process."""
+
+    def __init__(self, workdir: Path, db_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log_path = workdir / f"serve-{time.monotonic_ns()}.log"
+        full_env = {**os.environ, "BOUNCD_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT), **(env or {})}
+        full_env.pop("BOUNCD_CONFIG", None)
+        cmd = [sys.executable, "-m", "bouncd", "serve", "--listen", "127.0.0.1:0", "--db", db_url,
+               "--bounce-domain", "bounces.example.org", *args]  # fmt: skip
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.PIPE, env=full_env)
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline().decode()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise AssertionError(f"serve did not start: {line}{self.proc.stderr.read().decode()}{self.log_path.read_text()}")
+        self.port = int(line.split("listening on ")[1].split(" ")[0].rsplit(":", 1)[1])
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep the pipe drained
+
+    def client(self) -> smtplib.SMTP:
+        return smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+
+    def events(self) -> list[dict[str, object]]:
+        rows = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+        return rows
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons on demand; every one still running is stopped afterwards."""
+    started: list[Daemon] = []
+
+    def start(db_url: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
+        d = Daemon(tmp_path, db_url, *args, env=env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def _is_dnc(db_url: str, address: str) -> bool:
+    engine = make_engine(db_url)
+    try:
+        with transaction(engine) as s:
+            c = find_contact(s, address)
+            return bool(c and c.dnc)
+    finally:
+        engine.dispose()
+
+
+def _count(db_url: str, *where: object) -> int:
+    engine = make_engine(db_url)
+    try:
+        with transaction(engine) as s:
+            return int(s.execute(select(func.count()).select_from(Message).where(*where)).scalar_one())  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+def test_hard_bounce_end_to_end_to_dnc(daemons: Callable[..., Daemon], db_url: str, tmp_path: Path) -> None:
+    """serve on port 0: a hard bounce gets 250, the processing loop makes the contact DNC, stats counts it."""
+    d = daemons(db_url)
+    with d.client() as c:
+        c.ehlo("mx.example.net")
+        c.mail("<>")
+        assert c.rcpt("nobody@example.com")[0] == 550
+        assert c.rcpt(RCPT[0])[0] == 250
+        assert c.data(dsn_for(HARD, "gone@example.net", NOW))[0] == 250
+    assert _wait_for(lambda: _is_dnc(db_url, "gone@example.net"))
+    out = subprocess.run([sys.executable, "-m", "bouncd", "stats", "--json", "--db", db_url], cwd=tmp_path,
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    messages = json.loads(out.stdout)["messages"]
+    assert (sum(messages.values()) if isinstance(messages, dict) else messages) == 1
+    assert d.stop() == 0
+    events = [e["event"] for e in d.events()]
+    for expected in ("serve.listening", "message.accepted", "dnc.raised", "serve.stopping", "serve.stopped"):
+        assert expected in events
+
+
+def test_sigterm_finishes_the_open_transaction_then_exits_0(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
+    """SIGTERM: new connections are refused, idle sessions get 421, a transaction in progress still gets its
+    250 after the commit, and the process exits 0."""
+    db_url = f"sqlite:///{tmp_path / 'b.sqlite3'}"
+    d = daemons(db_url)
+    busy, idle = d.client(), d.client()
+    busy.ehlo("mx")
+    idle.ehlo("mx")
+    busy.mail("<>")
+    busy.rcpt(RCPT[0])
+    d.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises((ConnectionRefusedError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
+        d.client().noop()
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        idle.noop()
+        idle.noop()
+    assert busy.data(dsn_for(HARD, "late@example.net", NOW))[0] == 250
+    busy.close()
+    assert d.proc.wait(30) == 0
+    assert _count(db_url) == 1
+
+
+def test_kill_9_mid_load_loses_nothing_that_got_250(daemons: Callable[..., Daemon], db_url: str) -> None:
+    """kill -9 the daemon under load from 8 clients, restart it: every message that got a 250 is stored exactly
+    once, a retry of every message leaves one row each, and the restarted daemon processes the backlog."""
+    d = daemons(db_url)
+    acked: list[bytes] = []
+    attempted: list[bytes] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            raw = dsn_for(HARD, f"w{worker}-{i}@example.net", NOW)
+            i += 1
+            with lock:
+                attempted.append(raw)
+            try:
+                with d.client() as c:
+                    c.sendmail("", RCPT, raw)
+            except (OSError, smtplib.SMTPException):
+                return
+            with lock:
+                acked.append(raw)
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    assert _wait_for(lambda: len(acked) >= 150, 30)
+    os.kill(d.proc.pid, signal.SIGKILL)
+    d.proc.wait(10)
+    stop.set()
+    for t in threads:
+        t.join(30)
+
+    engine = make_engine(db_url)
+    try:
+        with transaction(engine) as s:
+            stored = {row[0]: row[1] for row in s.execute(select(Message.sha256, func.count()).group_by(Message.sha256))}
+    finally:
+        engine.dispose()
+    for raw in acked:
+        assert stored.get(hashlib.sha256(raw).hexdigest()) == 1
+    assert set(stored) <= {hashlib.sha256(r).hexdigest() for r in attempted}
+
+    d2 = daemons(db_url)  # the MTA retries everything it holds: all of it, to be sure
+    with d2.client() as c:
+        for raw in attempted:
+            c.sendmail("", RCPT, raw)
+    assert _count(db_url) == len(attempted)
+    assert _wait_for(lambda: _count(db_url, Message.state == "pending") == 0, 60)
+    assert _count(db_url, Message.state == "processed") == len(attempted)
+    assert d2.stop() == 0
+
+
+def test_two_workers_share_the_port(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
+    """--workers 2: two listener processes on one port (SO_REUSEPORT) both accept and store mail."""
+    db_url = f"sqlite:///{tmp_path / 'b.sqlite3'}"
+    d = daemons(db_url, "--workers", "2")
+    assert _wait_for(lambda: "serve.worker_listening" in [e["event"] for e in d.events()])
+
+    def send(i: int) -> None:
+        with d.client() as c:
+            c.sendmail("", RCPT, dsn_for(HARD, f"user{i}@example.net", NOW))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(60)))
+    assert _count(db_url) == 60
+    assert d.stop() == 0
+    by_process = {e.get("process", "main") for e in d.events() if e["event"] == "message.accepted"}
+    assert by_process == {"main", "listener-1"}
+
+
+def test_metrics_and_healthz(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
+    """The metrics listener serves /healthz (200 while the database answers) and Prometheus counters that move."""
+    db_url = f"sqlite:///{tmp_path / 'b.sqlite3'}"
+    port = _free_port()
+    d = daemons(db_url, env={"BOUNCD_METRICS_LISTEN": f"127.0.0.1:{port}"})
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/healthz", timeout=10) as r:
+        assert r.status == 200 and r.read() == b"ok\n"
+    with d.client() as c:
+        c.sendmail("", RCPT, dsn_for(HARD, "gone@example.net", NOW))
+    assert _wait_for(lambda: _is_dnc(db_url, "gone@example.net"))
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    text = scrape()
+    assert 'bouncd_smtp_messages_total{outcome="accepted"} 1.0' in text
+    assert 'bouncd_bounces_total{hard="true",kind="bounce",reason="userunknown"} 1.0' in text
+    assert 'bouncd_dnc_changes_total{action="on",source="hard_bounce"} 1.0' in text
+    assert "bouncd_backlog_messages 0.0" in text
+    assert "bouncd_commit_batch_size_count 1.0" in text
+    assert "bouncd_processing_latency_seconds_count 1.0" in text
+    assert d.stop() == 0
+
+
+def test_healthz_fails_when_the_database_is_unreachable() -> None:
+    """health() reports the database error when nothing listens at the configured PostgreSQL address."""
+    from bouncd.metrics import health
+
+    engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{_free_port()}/nothing?connect_timeout=2")
+    ok, words = health(engine)
+    engine.dispose()
+    assert ok is False and words.startswith("database error")
+
+
+def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
+    """serve with an unusable --listen exits 1 with a one-line message, not a traceback."""
+    out = subprocess.run([sys.executable, "-m", "bouncd", "serve", "--listen", "nowhere", "--db", f"sqlite:///{tmp_path}/b.db"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1
+    assert "HOST:PORT" in out.stderr and "Traceback" not in out.stderr
