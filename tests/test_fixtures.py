@@ -6,6 +6,7 @@ that ``fixtures/dsn/make_malformed.py`` builds in memory rather than storing.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from collections.abc import Callable
@@ -40,7 +41,7 @@ def _cases() -> dict[str, tuple[Callable[[], bytes], dict[str, Any]]]:
         cases[eml.stem] = (eml.read_bytes, expect)
     generator = _load_generator()
     for name in generator.LARGE:
-        cases[name] = ((lambda n=name: generator.build(n)), dict(generator.EXPECT))
+        cases[name] = (functools.partial(generator.build, name), dict(generator.EXPECT))
     return cases
 
 
