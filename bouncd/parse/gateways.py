@@ -1,6 +1,7 @@
-"""Small filtering gateways and appliances with a fixed text layout of their own.
+"""Small MTAs, filtering gateways and hosted services with a fixed text layout of their own.
 
-MailMarshal (Trustwave), X6-style web gateways, Verizon's MMS gateway.
+MailMarshal (Trustwave), InterScan MSS (Trend Micro), MailFoundry, IMail (Ipswitch), Smail 3,
+Zoho Mail, Verizon's MMS gateway, and the anonymised X2/X3/X4/X6 families of Sisimai's test set.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import re
 
 from bouncd.address import normalize_address
 from bouncd.parse.base import Mail
+from bouncd.parse.qmail import QMAIL_ENDS, QMAIL_FRAME, QMAIL_HINTS, QMAIL_RECIPIENT
 from bouncd.parse.textreport import (
     ADDRESS,
     ADDRESS_RE,
@@ -124,4 +126,152 @@ class Verizon:
         return build_parsed(mail, self.name, [failure_from_words(addr, words, hints=hint)])
 
 
-__all__ = ["ADDRESS", "X3", "X6", "MailMarshal", "Verizon"]
+
+
+# --- qmail-derived templates of hosted mail services (X2, X4 in Sisimai's naming) -------------
+
+
+def _is_x2(mail: Mail) -> bool:
+    return "unable to deliver message to the following address(es)" in mail.text[:400].lower()
+
+
+def _is_x4(mail: Mail) -> bool:
+    return "your mail message to the following address(es) could not be delivered" in mail.text[:400].lower()
+
+
+class X2(TextDetector):
+    """``Message from host.`` / ``Unable to deliver message to the following address(es).`` / ``<addr>:``."""
+
+    fmt = TextFormat(
+        name="x2",
+        gate=_is_x2,
+        starts=("unable to deliver message to the following address(es)",),
+        ends=QMAIL_ENDS,
+        recipient=QMAIL_RECIPIENT,
+        hints=QMAIL_HINTS,
+        frame=QMAIL_FRAME,
+    )
+
+
+class X4(TextDetector):
+    """``Your mail message to the following address(es) could not be delivered.`` then ``<addr>:``."""
+
+    fmt = TextFormat(
+        name="x4",
+        gate=_is_x4,
+        starts=("could not be delivered",),
+        ends=QMAIL_ENDS,
+        recipient=QMAIL_RECIPIENT,
+        hints=QMAIL_HINTS,
+        frame=QMAIL_FRAME,
+    )
+
+
+# --- Ipswitch IMail Server ----------------------------------------------------------------------
+
+
+def _is_imail(mail: Mail) -> bool:
+    if mail.subject.strip().lower() != "undeliverable mail":
+        return False
+    low = mail.text.lower()
+    return "original message follows" in low or "body of message generated response" in low
+
+
+class IMailServer(TextDetector):
+    """``<reason>: addr`` lines (``Invalid final delivery userid: a@b``, ``undeliverable to a@b``)."""
+
+    fmt = TextFormat(
+        name="imailserver",
+        gate=_is_imail,
+        ends=("original message follows",),
+        # the reason is the words in front of the address; at least two of them, so that a quoted
+        # "To: addr" header line is not taken for a failure
+        recipient=re.compile(r"^(?P<rest>[A-Za-z][^:@\n]*\s[^:@\n]*?):?\s+" + ADDRESS + r"\s*$"),
+        frame=re.compile(r"^Body of message generated response:"),
+        require_start=False,
+        hints=(
+            # IMail's queue gives up with "Delivery failed N attempts: addr".
+            Hint(re.compile(r"^Delivery failed \d+ attempts", re.I), "expired", "imail.attempts-exhausted"),
+            # IMail's local delivery: the mailbox does not exist on this server.
+            Hint(re.compile(r"^Invalid final delivery userid", re.I), "userunknown", "imail.invalid-userid"),
+        ),
+    )
+
+
+# --- Trend Micro InterScan Messaging Security Suite ----------------------------------------------
+
+
+def _is_interscan(mail: Mail) -> bool:
+    return "InterScan" in mail.text[:400] or "InterScan" in mail.sender
+
+
+class InterScanMSS(TextDetector):
+    """``Unable to deliver message to <addr> (and other recipients in the same domain).``"""
+
+    fmt = TextFormat(
+        name="interscanmss",
+        gate=_is_interscan,
+        # the whole sentence is the words: the address sits in its middle
+        recipient=re.compile(r"^(?=(?P<rest>.*))\s*(?:Reason:\s*)?Unable to deliver message to " + ADDRESS),
+        frame=re.compile(r"^\*{5,}.*$"),
+        require_start=False,
+    )
+
+
+# --- MailFoundry ----------------------------------------------------------------------------------
+
+
+def _is_mailfoundry(mail: Mail) -> bool:
+    return "delivery failed for the following reason:" in mail.text[:600].lower()
+
+
+class MailFoundry(TextDetector):
+    """``Unable to deliver message to: <addr>`` / ``Server X failed with: 550 ...``."""
+
+    fmt = TextFormat(
+        name="mailfoundry",
+        gate=_is_mailfoundry,
+        ends=("this has been a permanent failure",),
+        recipient=re.compile(r"^Unable to deliver message to:\s*" + ADDRESS + r"\s*(?P<rest>)$"),
+        frame=re.compile(r"^(?:Delivery failed for the following reason:|Server (?P<host>[\w.\-]+)(?:\[[^\]]*\])? failed with:)"),
+        require_start=False,
+    )
+
+
+# --- Smail 3 ------------------------------------------------------------------------------------
+
+
+def _is_smail(mail: Mail) -> bool:
+    return "failed addresses follow:" in mail.text[:2000].lower()
+
+
+class Smail(TextDetector):
+    """``|---- Failed addresses follow: ----|`` then `` addr ... reason``."""
+
+    fmt = TextFormat(
+        name="smail",
+        gate=_is_smail,
+        starts=("failed addresses follow:",),
+        ends=("message text follows:",),
+        recipient=re.compile(r"^\s*" + ADDRESS + r"\s*\.\.\.\s*(?P<rest>.*)$"),
+    )
+
+
+# --- Zoho Mail ----------------------------------------------------------------------------------
+
+
+def _is_zoho(mail: Mail) -> bool:
+    sender = mail.sender.lower()
+    return "zoho" in sender and "created automatically by mail delivery software" in mail.text[:400].lower()
+
+
+class Zoho(TextDetector):
+    """``addr Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 ...`` lines after the introduction."""
+
+    fmt = TextFormat(
+        name="zoho",
+        gate=_is_zoho,
+        starts=("created automatically by mail delivery software",),
+        ends=("received:",),
+        recipient=re.compile(r"^" + ADDRESS + r"\s+(?P<rest>\S.*)$"),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bouncd.parse.amazonses import AmazonSESNotification
 from bouncd.parse.arf import ARF, NonStandardComplaint
 from bouncd.parse.autoreply import AutoReply
 from bouncd.parse.base import Detector
@@ -12,7 +13,19 @@ from bouncd.parse.embedded import EmbeddedDSN
 from bouncd.parse.exchange import Exchange2003
 from bouncd.parse.exim import Exim
 from bouncd.parse.fallback import FluflFallback
-from bouncd.parse.gateways import X3, X6, MailMarshal, Verizon
+from bouncd.parse.gateways import (
+    X2,
+    X3,
+    X4,
+    X6,
+    IMailServer,
+    InterScanMSS,
+    MailFoundry,
+    MailMarshal,
+    Smail,
+    Verizon,
+    Zoho,
+)
 from bouncd.parse.google import Gmail, GoogleGroups
 from bouncd.parse.mfilter import MFilter
 from bouncd.parse.notes import Domino, Notes
@@ -32,6 +45,7 @@ TEXT_FAMILIES: tuple[Detector, ...] = (
     Qmail(),
     Yahoo(),
     OpenSMTPD(),
+    Zoho(),
     Exim(),
     Sendmail(),
     Postfix(),
@@ -43,14 +57,21 @@ TEXT_FAMILIES: tuple[Detector, ...] = (
     EZweb(),
     KDDI(),
     MailMarshal(),
+    X2(),
     X3(),
+    X4(),
     X6(),
+    IMailServer(),
+    InterScanMSS(),
+    MailFoundry(),
+    Smail(),
     Verizon(),
 )
 
 DETECTORS: tuple[Detector, ...] = (
     ARF(),
     NonStandardComplaint(),
+    AmazonSESNotification(),
     RFC3464(explainers=TEXT_FAMILIES),
     EmbeddedDSN(),
     *TEXT_FAMILIES,

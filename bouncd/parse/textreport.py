@@ -74,9 +74,14 @@ def cut_report(text: str, starts: tuple[str, ...], ends: tuple[str, ...]) -> tup
 
 
 def own_addresses(mail: Mail) -> frozenset[str]:
-    """Addresses a report must never blame: the bounce's author and its addressee (the original sender)."""
+    """Addresses a report must never blame: the bounce's author (the reporting MTA's own mailbox).
+
+    The bounce's To (the original sender) is not excluded: people do mail themselves, and a
+    recipient line names its address explicitly; the cut before the returned original keeps the
+    sender's header lines out of reach.
+    """
     out = set()
-    for name in ("From", "To", "Return-Path", "Reply-To"):
+    for name in ("From", "Sender"):
         addr = normalize_address(mail.header(name))
         if addr:
             out.add(addr)
