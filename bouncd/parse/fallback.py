@@ -16,7 +16,9 @@ from bouncd.address import normalize_address
 from bouncd.parse.base import Mail, find_reply_code, find_status, unfold
 from bouncd.records import Failure, Kind, Parsed
 
-logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+# flufl.bounce logs a traceback for every detector that trips over a malformed header and then
+# re-raises; we catch that below, so its own log would only repeat it (one traceback per message).
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 _ERROR_LINE = re.compile(r"^.*\b(?:[45]\d\d|[45]\.\d{1,3}\.\d{1,3})\b.*$", re.M)
 
@@ -28,12 +30,18 @@ class FluflFallback:
 
     def detect(self, mail: Mail) -> Parsed | None:
         """Run flufl.bounce and classify what it found with our own rules."""
-        temporary, permanent = all_failures(mail.msg)
+        if not isinstance(mail.msg.get("From", ""), str):
+            return None  # a raw-bytes header comes back as a Header object some flufl detectors cannot read
+        try:
+            temporary, permanent = all_failures(mail.msg)
+        except Exception:  # flufl detectors index into headers without checks (Yale: empty From)
+            return None
+        not_recipients = _not_recipients(mail)
         found: list[str] = []
         for raw in list(permanent) + list(temporary):
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             addr = normalize_address(text)
-            if addr and addr not in found:
+            if addr and addr not in found and addr not in not_recipients:
                 found.append(addr)
         if not found:
             return None
@@ -52,6 +60,37 @@ class FluflFallback:
             )
         return Parsed(kind=Kind.BOUNCE, detector=self.name, failures=tuple(failures),
                       original_headers=mail.original_headers(), arrival_date=mail.arrival_date())
+
+
+def _not_recipients(mail: Mail) -> frozenset[str]:
+    """Addresses flufl's looser detectors pick up that are never the failed recipient.
+
+    The bounce's author, and the returned original's sender and Message-ID (Zoho and others quote
+    the original's headers in the body, where "From:" and "Message-ID:" look like addresses).
+    """
+    out = set()
+    for name in ("From", "Sender"):
+        addr = normalize_address(mail.header(name))
+        if addr:
+            out.add(addr)
+    text = mail.text
+    for m in _QUOTED_HEADER.finditer(text):
+        addr = normalize_address(m.group(1))
+        if addr:
+            out.add(addr)
+    orig = mail.original
+    if orig is not None:
+        for name in ("From", "Sender", "Return-Path", "Message-ID"):
+            try:
+                addr = normalize_address(str(orig.get(name, "")))
+            except Exception:
+                addr = None
+            if addr:
+                out.add(addr)
+    return frozenset(out)
+
+
+_QUOTED_HEADER = re.compile(r"^(?:From|Sender|Return-Path|Message-ID|Reply-To)\s*:\s*(.+)$", re.I | re.M)
 
 
 def diagnostic_near(text: str, address: str) -> str:
