@@ -6,6 +6,7 @@ SMTP command when known) and the reason/hardness a careful human would give it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -104,6 +105,11 @@ CASES = [
      "speeding", False),
     ("sender verify failed", fail("550 Sender verify failed", None, "550", "RCPT"), "rejected", False),
     ("TLS required", fail("530 5.7.0 Must issue a STARTTLS command first", "5.7.0", "530"), "securityerror", False),
+    ("the receiving server lacking TLS is its system's problem",
+     fail("500 Remote server does not support TLS (state 6).", None, "500"), "systemerror", False),
+    ("relaying refused until the client authenticates is a security setting",
+     fail("550-Please turn on SMTP Authentication in your mail client. 550-mx.example.jp is not permitted to "
+          "550 relay through this server without authentication.", "5.0.0", "550"), "securityerror", False),
     ("queue lifetime", fail("Retry time not reached for any host after a long failure period"), "expired", False),
     ("delayed action with nothing else", fail("", None, None, action="delayed"), "expired", False),
     ("mail loop", fail("554 5.4.6 Too many hops", "5.4.6", "554"), "networkerror", False),
@@ -158,6 +164,15 @@ def test_non_bounces_are_never_hard(kind: Kind) -> None:
     """Complaints, auto-replies and delivery notices keep their own reason and are never hard."""
     v = classify(fail("550 5.1.1 User unknown", "5.1.1", "550", "RCPT"), kind)
     assert v.reason == str(kind) and not v.hard
+
+
+def test_a_mailer_hint_yields_to_the_programs_own_words_about_the_mailbox() -> None:
+    """An X-Unix report saying "Disk quota exceeded" is a full mailbox, still soft; other words keep the hint."""
+    quota = Failure(recipient=RCPT, status="4.3.0", diagnostic="/var/mail/neko/Maildir/tmp/x: Disk quota exceeded",
+                    reason_hint="mailererror", hint_rule="dsn.x-unix-diagnostic")
+    assert (classify(quota).reason, classify(quota).hard) == ("mailboxfull", False)
+    odd = dataclasses.replace(quota, diagnostic="No such user")
+    assert (classify(odd).reason, classify(odd).hard) == ("mailererror", False)
 
 
 def test_a_detector_hint_wins_and_keeps_its_rule() -> None:

@@ -56,6 +56,8 @@ _NON_BOUNCE_REASON = {Kind.FEEDBACK: "feedback", Kind.VACATION: "vacation", Kind
 _ADDRESS_STATUSES = ("5.1.1", "5.1.3", "4.1.1")
 # Reasons a refusal at the greeting/HELO may still carry: the host is fine, the load is not.
 _GREETING_KEEPS = frozenset({"toomanyconn", "speeding", "systemerror", "systemfull", "requireptr"})
+# Mailbox states a local delivery program may report in its own words (never a dead address).
+_MAILBOX_STATES = frozenset({"mailboxfull", "mesgtoobig", "exceedlimit", "suspend", "systemfull"})
 # Rules whose "no such user" words still need placing (see _place_address_words).
 _PLACED_RULES = frozenset({"text.userunknown"})
 # RFC 7504: 521 (host) and 556 (domain) do not accept mail at all.
@@ -109,10 +111,16 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
     if kind in _NON_BOUNCE_REASON:
         reason = _NON_BOUNCE_REASON[kind]
         return Verdict(reason, False, failure.hint_rule or f"kind.{reason}", failure.hint_evidence)
+    text = normalize(failure.diagnostic) if failure.diagnostic else ""
     if failure.reason_hint:
+        if failure.reason_hint == "mailererror" and text:
+            # The format says a local delivery program reported (RFC 3464 "X-Unix"), not why: when the
+            # program's own words name the mailbox state ("Disk quota exceeded"), the words decide.
+            hit = match_text(text, None)
+            if hit and hit[0].reason in _MAILBOX_STATES:
+                return _verdict(hit[0].reason, failure, hit[0].id, hit[1])
         return _verdict(failure.reason_hint, failure, failure.hint_rule or "detector", failure.hint_evidence)
 
-    text = normalize(failure.diagnostic) if failure.diagnostic else ""
     command = normalize_command(failure.command) or (infer_command(text) if text else None)
     if command == MAIL and failure.recipient and failure.recipient.lower() in text:
         # A reply naming the recipient is not about MAIL FROM (RCPT had not been sent yet): the

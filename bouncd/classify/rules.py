@@ -224,6 +224,10 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"not our customer", r"moved permanently", r"changed (?:his|her|their) e-?mail address",
          skip_at=DEAD_ADDRESS_SKIP),
     # -- 2. relaying, sender authentication and the sending host's DNS ------------------------------
+    # "Not permitted to relay without authentication" asks the client to log in: a security setting.
+    rule("text.securityerror-auth", "securityerror",
+         r"turn on smtp authentication", r"relay through this server without authentication",
+         r"authentication (?:is )?required (?:to|for) (?:send|relay)"),
     rule("text.norelaying", "norelaying",
          r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed)|prohibited)", r"not (?:permitted|allowed) to relay",
          r"unable to relay", r"we do not relay", r"no relaying", r"relaying mail to .{1,80} is not allowed", r"as a relay",
@@ -358,6 +362,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"your remotehost looks suspiciously", r"no access from mail server", r"too many invalid recipients",
          r"relay quota", r"my name was rejected", r"invalid ip for sending", r"unwanted messages have been sent from"),
     # -- 5. security, network, queue, content, system, protocol --------------------------------------
+    # The receiving side lacks what the sender's policy requires: its system, not our security.
+    rule("text.systemerror-notls", "systemerror", r"(?:does not|doesn't) support (?:tls|starttls)"),
     rule("text.securityerror", "securityerror",
          r"starttls", r"\btls\b", r"\bssl\b", r"authentication (?:required|failed|failure|credentials)", r"certificate",
          r"unauthenticated senders", r"authentication is required", r"not authenticated", r"must authenticate",
@@ -386,7 +392,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"service (?:currently )?unavailable", r"interrupted system call", r"could not load", r"queue file write error",
          r"timeout waiting for input", r"transaction failed", r"try again later", r"try later", r"aliasing/forwarding loop",
          r"loops back to myself", r"mail exchanger loop", r"can't create user output file", r"service refused",
-         r"technical problem", r"does not support tls"),
+         r"technical problem"),
     rule("text.policy", "policyviolation", r"polic(?:y|ies)", r"prohibited"),
     rule("text.syntaxerror", "syntaxerror", r"syntax error", r"command unrecognized", r"bad sequence of commands",
          r"command not implemented", r"command parameter not implemented"),
