@@ -233,7 +233,7 @@ Status: 5.2.2
         (
             V5_TRANSCRIPT,
             "sendmail",
-            [("ivan@dest.test", None, "550", "RCPT", None), ("judy@nowhere.test", None, "550", "RCPT", None)],
+            [("ivan@dest.test", None, "550", "RCPT", None), ("judy@nowhere.test", None, "550", None, None)],
         ),
         (POSTFIX_TEXT, "postfix", [("kim@dest.test", "5.7.1", "554", "RCPT", None)]),
         (OPENSMTPD, "opensmtpd", [("lee@dest.test", "5.2.2", "550", None, None), ("max@dest.test", None, None, None, "expired")]),

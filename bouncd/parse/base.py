@@ -48,10 +48,39 @@ def decode_part(part: email.message.Message) -> str:
     if not isinstance(payload, bytes):
         return str(payload)
     charset = part.get_content_charset() or "utf-8"
+    return decode_bytes(payload, charset)
+
+
+# Tried in turn when the declared charset does not fit the bytes: Japanese carriers and old MTAs
+# label EUC-JP or Shift_JIS text as ISO-2022-JP (au/EZweb), or send 8-bit text as us-ascii.
+_FALLBACK_CHARSETS = ("utf-8", "iso-2022-jp", "euc-jp", "shift_jis", "cp1252")
+
+
+def decode_bytes(payload: bytes, charset: str = "utf-8") -> str:
+    """Text of ``payload``: the declared charset when it fits, else the first fallback that does."""
+    try:
+        return payload.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        pass
+    for candidate in _FALLBACK_CHARSETS:
+        try:
+            return payload.decode(candidate)
+        except UnicodeDecodeError:
+            continue
     try:
         return payload.decode(charset, errors="replace")
     except LookupError:  # unknown charset name
         return payload.decode("utf-8", errors="replace")
+
+
+def decode_escapes(value: str) -> str:
+    """A header-like value carrying raw ISO-2022-JP escape sequences (Notes/Domino DSN fields) as text."""
+    if "\x1b$" not in value:
+        return value
+    try:
+        return value.encode("ascii", errors="surrogateescape").decode("iso-2022-jp")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def decode_header_value(value: object) -> str:

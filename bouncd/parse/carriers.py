@@ -32,6 +32,14 @@ class EZweb(TextDetector):
         recipient=re.compile(r"^\s*(?:Recipient:\s*)?" + ADDRESS + r"\s*(?P<rest>)$"),
         frame=re.compile(r"^(?:>>> .*|<<<)"),
         require_start=False,
+        hints=(
+            # au's fixed sentence when its queue gave up on the remote host.
+            Hint(
+                re.compile(r"Your message was not delivered within \d+ days and \d+ hours", re.I),
+                "expired",
+                "ezweb.not-delivered-within",
+            ),
+        ),
     )
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from bouncd.parse.base import Mail
-from bouncd.parse.dsn import failures_from_status_text, kind_of
+from bouncd.parse.base import Detector, Mail
+from bouncd.parse.dsn import failures_from_status_text, fill_from_text, kind_of, needs_text
 from bouncd.parse.fields import block_date, strip_type
 from bouncd.parse.textreport import build_parsed
 from bouncd.records import Parsed
@@ -24,6 +24,9 @@ class EmbeddedDSN:
     """``Final-Recipient:``/``Action:``/``Status:`` blocks in the body text."""
 
     name = "dsn-in-text"
+
+    def __init__(self, explainers: tuple[Detector, ...] = ()) -> None:
+        self.explainers = explainers
 
     def detect(self, mail: Mail) -> Parsed | None:
         """Read DSN fields from the human-readable text."""
@@ -38,6 +41,12 @@ class EmbeddedDSN:
         if not failures:
             return None
         failures = [f for f in failures if f.action not in _OK_ACTIONS] or failures
+        if self.explainers and any(needs_text(f) for f in failures):
+            for explainer in self.explainers:
+                explained = explainer.detect(mail)
+                if explained is not None and explained.failures:
+                    failures = fill_from_text(failures, explained.failures)
+                    break
         parsed = build_parsed(mail, self.name, failures, kind=kind_of(failures))
         return dataclasses.replace(
             parsed,

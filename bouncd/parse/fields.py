@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 
 from bouncd.address import normalize_address
-from bouncd.parse.base import find_command, find_reply_code, find_status, is_generic_status, unfold
+from bouncd.parse.base import decode_escapes, find_command, find_reply_code, find_status, is_generic_status, unfold
 from bouncd.records import Failure
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*:\s?(.*)$")
@@ -93,7 +93,7 @@ def block_recipient(block: Block) -> str | None:
 
 def block_failure(block: Block) -> Failure:
     """A Failure read from one per-recipient block."""
-    diagnostic = unfold(strip_type(block.get("diagnostic-code", "")))
+    diagnostic = unfold(decode_escapes(strip_type(block.get("diagnostic-code", ""))))
     status: str | None = find_status(block.get("status", ""))
     diag_status = find_status(diagnostic)
     # The remote server's own code beats the reporting MTA's summary: many MTAs write a generic
@@ -113,8 +113,15 @@ def block_failure(block: Block) -> Failure:
         action = action.split()[0].rstrip(";")
     # RFC 3464 §2.3.6: diagnostic-type X-Unix carries a local program's exit status, so the
     # failure is the local delivery program's (sendmail "unknown mailer error", procmail, pipes).
+    # Only a bare exit status is read this way: words are the classifier's to read, and sysexits.h
+    # codes 64-78 (EX_NOPERM, EX_TEMPFAIL, EX_CANTCREAT ...) name a system condition, not a mailer bug.
     dtype = block.get("diagnostic-code", "").split(";", 1)[0].strip().lower()
-    unix = dtype == "x-unix" and action != "delivered"
+    unix = (
+        dtype == "x-unix"
+        and action != "delivered"
+        and diagnostic.isdigit()
+        and not 64 <= int(diagnostic) <= 78
+    )
     return Failure(
         recipient=block_recipient(block),
         action=action,

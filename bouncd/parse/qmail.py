@@ -24,7 +24,12 @@ QMAIL_FRAME = re.compile(
 )
 QMAIL_HINTS = (
     # qmail-send gives up after queuelifetime with this fixed sentence.
-    Hint(re.compile(r"this message has been in the queue too long", re.I), "expired", "qmail.queue-lifetime"),
+    Hint(
+        re.compile(r"this message has been in the queue too long", re.I),
+        "expired",
+        "qmail.queue-lifetime",
+        unless_status=True,
+    ),
     # qmail-remote on an NXDOMAIN for the recipient's domain (#5.1.2).
     Hint(re.compile(r"Sorry, I couldn't find any host (?:named|by that name)", re.I), "hostunknown", "qmail.no-host"),
     # qmail-local: no such local user (#5.1.1).

@@ -73,7 +73,7 @@ DETECTORS: tuple[Detector, ...] = (
     NonStandardComplaint(),
     AmazonSESNotification(),
     RFC3464(explainers=TEXT_FAMILIES),
-    EmbeddedDSN(),
+    EmbeddedDSN(explainers=TEXT_FAMILIES),
     *TEXT_FAMILIES,
     AutoReply(),
     FluflFallback(),

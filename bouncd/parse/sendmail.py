@@ -145,6 +145,7 @@ def _read_transcript(lines: list[str]) -> tuple[dict[str, tuple[str, str | None]
     verdicts: dict[str, tuple[str, str | None]] = {}
     last_reply: list[str] = []
     all_replies: list[str] = []
+    prose: list[str] = []
     command: str | None = None
     last_command: str | None = None
     in_reply = False
@@ -176,10 +177,17 @@ def _read_transcript(lines: list[str]) -> tuple[dict[str, tuple[str, str | None]
                 continue
             # "554 <addr>... 550 Host unknown": the code after "..." is the remote's, the first is sendmail's
             inner = m.group("text")
-            words = inner if find_reply_code(inner) else " ".join([*last_reply, line])
+            if find_reply_code(inner):
+                # the verdict quotes its own reply: it answered something other than the last >>> line
+                words, verdict_command = inner, None
+            else:
+                words, verdict_command = " ".join([*last_reply, line]), command
             if addr not in verdicts:
-                verdicts[addr] = (words, command)
+                verdicts[addr] = (words, verdict_command)
             continue
         if find_reply_code(line) and not line.lower().startswith(("received", "from")):
             all_replies.append(line)
-    return verdicts, (" ".join(all_replies), last_command)
+        elif not all_replies:
+            prose.append(line)
+    # Without any reply line the section's prose is the explanation (BIGLOBE's "Non-delivered information").
+    return verdicts, (" ".join(all_replies) or " ".join(prose[:6]), last_command)

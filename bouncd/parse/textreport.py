@@ -33,6 +33,9 @@ class Hint:
     pattern: re.Pattern[str]
     reason: str
     rule: str
+    # a give-up sentence ("in the queue too long") says why retries stopped, not what failed: when
+    # the words also carry a status code, that code names the cause and the hint stands down
+    unless_status: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,17 @@ def split_segments(report: str, recipient: re.Pattern[str], blank_ends: bool = F
     return [(a, ls) for a, ls in segments if a]
 
 
+def lead_words(report: str, recipient: re.Pattern[str]) -> list[str]:
+    """The report's lines before its first recipient line: some MTAs state the reason first (au, IMail)."""
+    out = []
+    for line in report.splitlines():
+        if recipient.match(line):
+            break
+        if line.strip():
+            out.append(line.strip())
+    return out[-6:]
+
+
 def merge_segments(segments: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
     """One entry per address, in order of first appearance, words joined."""
     merged: dict[str, list[str]] = {}
@@ -155,7 +169,7 @@ def failure_from_words(
     found = find_status(diagnostic)
     if found and (status is None or not found.endswith(".0.0")):
         status = found
-    hint = next((h for h in hints if h.pattern.search(diagnostic)), None)
+    hint = next((h for h in hints if h.pattern.search(diagnostic) and not (h.unless_status and found)), None)
     return Failure(
         recipient=addr,
         action=action,
@@ -231,7 +245,8 @@ class TextDetector:
         report = self.prepare(report)
         own = own_addresses(mail)
         segments = [
-            (a, ls) for a, ls in merge_segments(split_segments(report, fmt.recipient, fmt.blank_ends_segment))
+            (a, ls or lead_words(report, fmt.recipient))
+            for a, ls in merge_segments(split_segments(report, fmt.recipient, fmt.blank_ends_segment))
             if a not in own and not is_daemon(a)
         ]
         action = self.action_of(mail, report)
