@@ -186,6 +186,7 @@ class Mail:
     def __init__(self, raw: bytes, msg: email.message.Message) -> None:
         self.raw = raw
         self.msg = msg
+        self._headers: dict[str, str] = {}  # every detector's gate reads the same few headers
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Mail:
@@ -198,11 +199,16 @@ class Mail:
 
     def header(self, name: str) -> str:
         """Decoded, unfolded value of the first header ``name`` ('' when absent)."""
+        cached = self._headers.get(name)
+        if cached is not None:
+            return cached
         try:
             value = self.msg.get(name)
         except Exception:
-            return ""
-        return unfold(decode_header_value(value)) if value is not None else ""
+            value = None
+        text = unfold(decode_header_value(value)) if value is not None else ""
+        self._headers[name] = text
+        return text
 
     @cached_property
     def subject(self) -> str:
@@ -238,10 +244,15 @@ class Mail:
         walk(self.msg, 0)
         return tuple(out)
 
+    @cached_property
+    def typed_parts(self) -> tuple[tuple[str, email.message.Message], ...]:
+        """(MIME type, part) for every part: get_content_type() re-parses the header on each call."""
+        return tuple((part.get_content_type(), part) for part in self.parts)
+
     def parts_of_type(self, *types: str) -> Iterator[email.message.Message]:
         """Parts whose MIME type is one of ``types``."""
-        for part in self.parts:
-            if part.get_content_type() in types:
+        for ctype, part in self.typed_parts:
+            if ctype in types:
                 yield part
 
     @cached_property
@@ -258,8 +269,7 @@ class Mail:
         chunks: list[str] = []
         html: list[str] = []
         inside_attached = 0
-        for part in self.parts:
-            ctype = part.get_content_type()
+        for ctype, part in self.typed_parts:
             if ctype in ("message/rfc822", "message/global"):
                 inside_attached += 1
                 continue
@@ -304,8 +314,7 @@ class Mail:
     @cached_property
     def original(self) -> email.message.Message | None:
         """The returned original message (or its headers), when attached as a MIME part."""
-        for part in self.parts:
-            ctype = part.get_content_type()
+        for ctype, part in self.typed_parts:
             if ctype in ("message/rfc822", "message/global"):
                 payload = part.get_payload()
                 if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):

@@ -10,6 +10,7 @@ from bouncd.parse.fields import block_date, block_failure, is_recipient_block, p
 from bouncd.records import Failure, Kind, Parsed
 
 _FAIL_ACTIONS = {"failed", "delayed"}
+_REPORT_UNAVAILABLE = "Delivery report unavailable"
 _OK_ACTIONS = {"delivered", "relayed", "expanded"}
 _IN_REPLY = re.compile(r"\(in reply to (?:end of )?(RCPT TO|MAIL FROM|DATA|HELO|EHLO)\b[^)]*\)", re.I)
 
@@ -53,19 +54,33 @@ def kind_of(failures: list[Failure]) -> Kind:
 
 
 def needs_text(failure: Failure) -> bool:
-    """True when the DSN fields left the recipient, the server's words or a specific status unsaid."""
+    """True when the DSN fields left the recipient, the server's words, the command or a specific status unsaid."""
     return (
         not failure.recipient
         or not failure.diagnostic
+        or failure.command is None  # the text part often names the SMTP stage (Exim, Postfix, sendmail)
         or failure.status is None
         or (is_generic_status(failure.status) and not (failure.reply_code or "").startswith(("4", "5")))
     )
 
 
+# Words by which a text part names the SMTP stage; without one, a missing command is not worth a
+# second reading of the message (keeps the common DSN on the fast path).
+_STAGE_WORDS = re.compile(r"in reply to|after (?:RCPT|MAIL|DATA|end of data)|>>> |did not like our|SMTP:", re.I)
+
+
+def text_can_help(mail: Mail, failures: list[Failure]) -> bool:
+    """True unless the only gap is a missing command and the text never names an SMTP stage."""
+    if any(needs_text(dataclasses.replace(f, command="-")) for f in failures):
+        return True
+    return bool(_STAGE_WORDS.search(mail.text[:20000]))
+
+
 def merge_text(failure: Failure, text: Failure) -> Failure:
     """Fill what a DSN block left unsaid from the same recipient's entry in the human-readable part."""
     status = failure.status
-    if text.status and (status is None or (is_generic_status(status) and not is_generic_status(text.status))):
+    # only a class-only Status (X.0.0) gives way: 4.4.7 is the outcome of an expiry and stays
+    if text.status and (status is None or (status.endswith(".0.0") and not is_generic_status(text.status))):
         status = text.status
     take_words = not failure.diagnostic or (not failure.reply_code and bool(text.reply_code))
     return dataclasses.replace(
@@ -111,6 +126,14 @@ class RFC3464:
     def __init__(self, explainers: tuple[Detector, ...] = ()) -> None:
         self.explainers = explainers
 
+    def explain(self, mail: Mail) -> tuple[Failure, ...]:
+        """Failures the first matching text family reads from the human-readable part."""
+        for explainer in self.explainers:
+            explained = explainer.detect(mail)
+            if explained is not None and explained.failures:
+                return explained.failures
+        return ()
+
     def detect(self, mail: Mail) -> Parsed | None:
         """Read a standard DSN."""
         status_text = mail.delivery_status
@@ -120,16 +143,27 @@ class RFC3464:
         if not failures:
             if not per_message:
                 return None
-            # A DSN without recipient blocks ("--- Delivery report unavailable ---" from Postfix)
-            # is still a bounce: one failure for an unknown recipient, unless the text names them.
-            failures = [Failure(recipient=None, action="failed")]
+            explained = self.explain(mail)
+            if explained:
+                failures = list(explained)
+            elif _REPORT_UNAVAILABLE in mail.text:
+                # Postfix says so when it could not write the per-recipient part: still a bounce,
+                # for a recipient nobody can name.
+                failures = [Failure(recipient=None, action="failed")]
+            else:
+                # RFC 3464 §2.3 requires at least one per-recipient block: nothing to record.
+                return Parsed(
+                    kind=Kind.UNKNOWN,
+                    detector=self.name,
+                    error="delivery-status part without a per-recipient block",
+                    arrival_date=mail.arrival_date(),
+                    reporting_mta=strip_type(per_message.get("reporting-mta", "")) or None,
+                )
         failures = [f for f in failures if f.action not in _OK_ACTIONS] or failures
-        if self.explainers and any(needs_text(f) for f in failures):
-            for explainer in self.explainers:
-                explained = explainer.detect(mail)
-                if explained is not None and explained.failures:
-                    failures = fill_from_text(failures, explained.failures)
-                    break
+        if self.explainers and any(needs_text(f) for f in failures) and text_can_help(mail, failures):
+            explained = self.explain(mail)
+            if explained:
+                failures = fill_from_text(failures, explained)
         headers = mail.original_headers()
         return Parsed(
             kind=kind_of(failures),

@@ -11,7 +11,7 @@ import dataclasses
 import re
 
 from bouncd.parse.base import Detector, Mail
-from bouncd.parse.dsn import failures_from_status_text, fill_from_text, kind_of, needs_text
+from bouncd.parse.dsn import failures_from_status_text, fill_from_text, kind_of, needs_text, text_can_help
 from bouncd.parse.fields import block_date, strip_type
 from bouncd.parse.textreport import build_parsed
 from bouncd.records import Parsed
@@ -41,7 +41,7 @@ class EmbeddedDSN:
         if not failures:
             return None
         failures = [f for f in failures if f.action not in _OK_ACTIONS] or failures
-        if self.explainers and any(needs_text(f) for f in failures):
+        if self.explainers and any(needs_text(f) for f in failures) and text_can_help(mail, failures):
             for explainer in self.explainers:
                 explained = explainer.detect(mail)
                 if explained is not None and explained.failures:

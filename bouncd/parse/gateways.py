@@ -275,3 +275,23 @@ class Zoho(TextDetector):
         ends=("received:",),
         recipient=re.compile(r"^" + ADDRESS + r"\s+(?P<rest>\S.*)$"),
     )
+
+
+# --- fml (mailing list manager) -------------------------------------------------------------------
+
+_FML_NOT_MEMBER = re.compile(r"You are not a member of this mailing list\s*" + ADDRESS, re.I)
+
+
+class FML:
+    """fml's refusal of a post from a non-member: the list named in the sentence refused our sender."""
+
+    name = "fml"
+
+    def detect(self, mail: Mail) -> Parsed | None:
+        """The list address is the failed recipient; the reason is fixed (the sender was refused)."""
+        m = _FML_NOT_MEMBER.search(mail.text[:2000])
+        if m is None:
+            return None
+        addr = normalize_address(m.group("addr"))
+        hint = (Hint(re.compile(r"You are not a member of this mailing list", re.I), "rejected", "fml.not-member"),)
+        return build_parsed(mail, self.name, [failure_from_words(addr, m.group(0), hints=hint)])

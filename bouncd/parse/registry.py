@@ -14,6 +14,7 @@ from bouncd.parse.exchange import Exchange2003
 from bouncd.parse.exim import Exim
 from bouncd.parse.fallback import FluflFallback
 from bouncd.parse.gateways import (
+    FML,
     X2,
     X3,
     X4,
@@ -66,6 +67,7 @@ TEXT_FAMILIES: tuple[Detector, ...] = (
     MailFoundry(),
     Smail(),
     Verizon(),
+    FML(),
 )
 
 DETECTORS: tuple[Detector, ...] = (

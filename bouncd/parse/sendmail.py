@@ -33,6 +33,7 @@ _VERDICT = re.compile(r"^(?:\d{3}[ -](?:\d\.\d{1,3}\.\d{1,3} )?)?<?(?P<addr>[^\s
 # savemail.c/queue.c: the queue timeout's fixed wording, in the subject or the transcript.
 _EXPIRED = re.compile(r"Cannot send message (?:for|within) \d+ (?:days?|hours?|minutes?)", re.I)
 _HINTS = (Hint(_EXPIRED, "expired", "sendmail.queue-timeout"),)
+_PIPELINED_RCPT = re.compile(r"\b503\b.*need (?:a )?rcpt|no valid recipients", re.I)
 _DELAYED = ("warning: could not send message", "will be retried", "this is a warning message only", "(delay)")
 
 
@@ -189,5 +190,12 @@ def _read_transcript(lines: list[str]) -> tuple[dict[str, tuple[str, str | None]
             all_replies.append(line)
         elif not all_replies:
             prose.append(line)
+    # With PIPELINING sendmail's last ">>>" is DATA although the replies may answer the RCPTs sent
+    # before it ("503 Need RCPT" / "No valid recipients" follow). Which command a reply answered is
+    # then unknown, so none is claimed (a DATA-stage refusal reads as content filtering).
+    if any(_PIPELINED_RCPT.search(r) for r in all_replies):
+        verdicts = {a: (w, None if c == "DATA" else c) for a, (w, c) in verdicts.items()}
+        if last_command == "DATA":
+            last_command = None
     # Without any reply line the section's prose is the explanation (BIGLOBE's "Non-delivered information").
     return verdicts, (" ".join(all_replies) or " ".join(prose[:6]), last_command)
