@@ -254,12 +254,15 @@ def parse_when(text: str) -> datetime:
 
 
 def open_store(args: argparse.Namespace) -> tuple[Settings, Engine]:
-    """Settings and an engine on ``--db`` (else the configured database), schema created if the database is empty."""
+    """Settings and an engine on ``--db`` (else the configured database); an empty SQLite file gets the schema."""
     settings = load_settings(getattr(args, "config", None))
     engine = make_engine(getattr(args, "db", None) or settings.database.url)
     current, head = current_revision(engine), head_revision()
-    if current is None:
-        upgrade(engine)
+    if current is None and engine.dialect.name == "sqlite":
+        upgrade(engine)  # the embedded default works out of the box
+    elif current is None:
+        # A shared server database is never changed behind the operator's back (it may be the wrong one).
+        raise StoreError("database has no bouncd schema: run `bouncd db upgrade` first")
     elif current != head:
         raise StoreError(f"database schema is at {current}, this bouncd needs {head}: run `bouncd db upgrade`")
     return settings, engine

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from bouncd.address import normalize_address
@@ -148,7 +149,7 @@ def record_message(
     verified = verify_return_path(settings, rcpts)
     signed = verified is not None
 
-    recipients = [normalize_address(r.recipient) or verified for r in report.results]
+    recipients = [_fit_address(normalize_address(r.recipient)) or verified for r in report.results]
     # Lock every contact of this message in one order, so two workers never wait on each other in a cycle.
     contacts = {a: repo.lock_contact(session, a, now) for a in sorted({a for a in recipients if a})}
 
@@ -209,6 +210,16 @@ def record_message(
     return Processed(kind=str(report.kind), arrived_at=arrived, events=tuple(outcomes))
 
 
+def _fit_address(address: str | None) -> str | None:
+    # RFC 5321 §4.5.3.1: 64 + 1 + 255 octets at most; anything longer is garbage read from a broken report.
+    return address if address and len(address) <= 320 else None
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    # Detectors read these from untrusted text: never let an over-long value fail the whole message.
+    return value[:size] if value else value
+
+
 def _record_event(
     session: Session,
     msg: Message,
@@ -227,15 +238,15 @@ def _record_event(
         contact_id=contact_id,
         recipient=address,
         kind=str(report.kind),
-        action=result.action,
+        action=_cut(result.action, 32),
         hard=result.hard,
-        reason=result.reason,
-        status=result.status,
-        reply_code=result.reply_code,
+        reason=_cut(result.reason, 32) or "undefined",
+        status=_cut(result.status, 16),
+        reply_code=_cut(result.reply_code, 8),
         diagnostic=result.diagnostic,
         remote_mta=result.remote_mta,
-        command=result.command,
-        rule=result.rule,
+        command=_cut(result.command, 8),
+        rule=_cut(result.rule, 64) or "",
         evidence=result.evidence,
         original_message_id=report.original_message_id,
         arrived_at=arrived,
@@ -261,13 +272,18 @@ def process_one(
             done = record_message(session, msg, settings, clock)
         return IngestResult(claimed, False, "processed", done.kind, None, done.arrived_at, done.events)
     except Exception as exc:  # the worker edge: our failure must park the message, never lose it
-        if claimed is None:
-            raise
+        if claimed is None or _is_outage(exc):
+            raise  # database unreachable: the message stays pending (rolled back) and is tried again later
         error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         log.exception("message.failed", message_id=claimed, error=error)
         with transaction(engine) as session:
             repo.mark_failed(session, claimed, error, clock)
         return IngestResult(claimed, False, "failed", error=error)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """True for a lost connection or timeout (retry later), False for a failure of this message (park it)."""
+    return isinstance(exc, StoreError) and isinstance(exc.__cause__, OperationalError | InterfaceError)
 
 
 def process_pending(engine: Engine, settings: Settings, *, limit: int = 100, now: datetime | None = None) -> int:

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from bouncd.cli import EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, main
-from tests.conftest import HARD, MAILBOX_FULL, SPAM_BLOCK, dsn_for, make_arf
+from bouncd.db import current_revision, head_revision
+from bouncd.db.session import make_engine
+from tests.conftest import HARD, MAILBOX_FULL, SPAM_BLOCK, dsn_for, fresh_postgres_url, make_arf
 
 DAY0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
@@ -58,7 +60,10 @@ def cli(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeyp
     empty.write_text("")
     monkeypatch.setenv("BOUNCD_CONFIG", str(empty))
     monkeypatch.delenv("BOUNCD_DATABASE_URL", raising=False)
-    return Cli(db_url, tmp_path, capsys)
+    cli = Cli(db_url, tmp_path, capsys)
+    code, _, err = cli.run("db", "upgrade")
+    assert code == EXIT_OK, err
+    return cli
 
 
 def test_a_hard_bounce_makes_the_contact_dnc_with_status_and_diagnostic_in_the_trail(cli: Cli) -> None:
@@ -208,9 +213,29 @@ def test_ingest_exits_75_when_the_database_is_unavailable(tmp_path: Path, capsys
     assert code == EXIT_TEMPFAIL and "retry later" in capsys.readouterr().err
 
 
-def test_db_upgrade_reports_the_revision(cli: Cli) -> None:
+def test_db_upgrade_migrates_an_empty_database_then_reports_it_up_to_date(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``bouncd db upgrade`` migrates an empty database, then says it is up to date."""
-    code, out, _ = cli.run("db", "upgrade")
-    assert code == EXIT_OK and "was empty" in out
-    code, out, _ = cli.run("db", "upgrade")
-    assert code == EXIT_OK and "already up to date" in out
+    assert main(["db", "upgrade", "--db", db_url]) == EXIT_OK
+    assert "was empty" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--db", db_url]) == EXIT_OK
+    assert "already up to date" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_a_server_database_without_the_schema_is_not_changed_behind_the_operators_back(
+    postgres_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL: read commands on an empty database ask for `bouncd db upgrade`; ingest asks the MTA to retry."""
+    url = fresh_postgres_url(postgres_server)
+    assert main(["dnc", "list", "--db", url]) == 1
+    assert "run `bouncd db upgrade`" in capsys.readouterr().err
+    assert current_revision(make_engine(url)) is None
+
+
+def test_sqlite_gets_its_schema_on_first_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedded default works out of the box: the file and schema are created by the first command."""
+    url = f"sqlite:///{tmp_path / 'new' / 'b.sqlite3'}"
+    assert main(["dnc", "list", "--db", url]) == EXIT_OK
+    assert current_revision(make_engine(url)) == head_revision()

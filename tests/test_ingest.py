@@ -211,3 +211,27 @@ def test_reprocess_dry_run_shows_changes_and_writes_nothing(
         (event,) = repo.list_bounces(s)
         assert event.rule == "text.new-rule" and not event.hard
         assert s.execute(text("SELECT count(*) FROM bounce_events WHERE superseded")).scalar_one() == 1
+
+
+def test_over_long_values_from_a_broken_report_do_not_fail_the_message(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Garbage read from untrusted text is cut to fit; an impossible address counts as no recipient."""
+    import dataclasses
+
+    real = ingest.analyze
+
+    def garbage(raw: bytes, rcpt: str | None = None) -> Report:
+        report = real(raw, rcpt)
+        (r,) = report.results
+        long_addr = "x" * 400 + "@example.com"
+        results = (dataclasses.replace(r, status="5." * 40, command="RCPT" * 10),
+                   dataclasses.replace(r, recipient=long_addr, reply_code="550" * 9))
+        return dataclasses.replace(report, results=results)
+
+    monkeypatch.setattr(ingest, "analyze", garbage)
+    result = ingest_message(engine, settings, inbound(dsn_for(HARD, "dead@example.com", DAY0)), now=NOW)
+    assert result.state == "processed"
+    assert [e.recipient for e in result.events] == ["dead@example.com", None]
+    with transaction(engine) as s:
+        assert sorted(len(e.status or "") for e in repo.list_bounces(s)) == [5, 16]
