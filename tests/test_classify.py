@@ -10,6 +10,8 @@ import dataclasses
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bouncd.classify import PROVIDER_RULES, PROVIDERS, STATUS_RULES, TEXT_RULES, classify
 from bouncd.classify.command import infer_command
@@ -55,6 +57,18 @@ CASES = [
      fail("550 Unknown user kijitora@example.jp", "5.0.0", "550", "DATA"), "filtered", False),
     ("'user unknown' with no command and a generic status is not proof of a dead address",
      fail("550 Unknown user kijitora@example.jp", "5.0.0", "550"), "filtered", False),
+    ("an X.1.1 status outranks DATA: the MTA's own verdict on the address",
+     fail("550 unknown user", "5.1.1", "550", "DATA"), "userunknown", True),
+    ("the cause outranks the queue giving up because of it",
+     fail("Unable to contact LDAP server. (#4.4.3)I'm not going to try again; this message has been in the queue "
+          "too long.", "4.4.3"), "systemerror", False),
+    ("the queue's final verdict outranks the last connection error",
+     fail("Deferred: Connection refused by [192.0.2.1] Message could not be delivered for 5 days", "4.4.7"),
+     "expired", False),
+    ("a sending quota is a rate limit, not a full mailbox",
+     fail("454 Throttling failure: Daily message quota exceeded.", None, "454"), "toomanyconn", False),
+    ("Domino directory miss", fail("User Neko (kijitora@example.jp) not listed in Domino Directory"),
+     "userunknown", True),
     ("5xx to MAIL FROM is about the sender even if it says 'does not exist'",
      fail("SMTP error from remote mail server after MAIL FROM:<neko@example.org>: 553 5.1.8 "
           "Domain of sender address neko@example.org does not exist", "5.1.8", "553"), "rejected", False),
@@ -194,6 +208,20 @@ def test_a_detector_hint_wins_and_keeps_its_rule() -> None:
 def test_infer_command_reads_the_mta_wording(text: str, command: str | None) -> None:
     """Postfix, Exim and qmail each say which command failed in their own words."""
     assert infer_command(normalize(text)) == command
+
+
+SAMPLE_WORDS = sorted({w for r in TEXT_RULES for a in r.anchors for w in (a.strip(), *a.split())} - {""} | {
+    "550", "5.1.1", "user", "the", "<kijitora@example.jp>", "mail", "from", "to", "is", "not", "rejected", "192.0.2.1",
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SAMPLE_WORDS), min_size=1, max_size=12))
+def test_anchors_never_change_what_a_rule_matches(words: list[str]) -> None:
+    """Skipping a scan when no anchor occurs is only an optimisation: the answer is the full pattern's."""
+    text = normalize(" ".join(words))
+    for r in TEXT_RULES:
+        assert (r.search(text) is None) == (r.pattern.search(text) is None), (r.id, text)
 
 
 def test_normalize_drops_reply_codes_of_continuation_lines() -> None:

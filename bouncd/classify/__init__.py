@@ -14,8 +14,11 @@ Decision order for one failure (the first step that names a reason decides):
 
 Hardness follows from the reason alone (a dead address), never from the status class. Words meaning
 "no such user" make a bounce hard only when they answered ``RCPT TO`` or carry an address status
-(``X.1.1``); after ``DATA`` or with nothing to place them they mean a recipient-side filter
-(RFC 5321 §3.3: recipients are validated at ``RCPT``), and a refusal of ``MAIL FROM`` is never hard.
+(``X.1.1``, the reporting MTA's own verdict); after ``DATA`` or with nothing to place them they mean a
+recipient-side filter (RFC 5321 §3.3: recipients are validated at ``RCPT``; Japanese carriers answer
+"Unknown user" after DATA when the recipient's filter refuses the sender), and a refusal of
+``MAIL FROM`` is never hard. When unsure, the verdict is soft: calling a soft bounce hard blocks a
+real person.
 """
 
 from __future__ import annotations
@@ -98,10 +101,11 @@ def _place_address_words(ctx: _Context) -> tuple[str, str]:
     """Where "no such user" words point: the address (userunknown) or a filter (filtered), and why."""
     if ctx.command == RCPT:
         return "userunknown", "rcpt"
+    if ctx.status and ctx.status.startswith(_ADDRESS_STATUSES):
+        # The reporting MTA's own verdict (RFC 3463 X.1.1 "bad destination mailbox address").
+        return "userunknown", "address-status"
     if ctx.command is not None:  # DATA; MAIL/greeting never reach here (rules skip them)
         return "filtered", "after-data"
-    if ctx.status and ctx.status.startswith(_ADDRESS_STATUSES):
-        return "userunknown", "address-status"
     # No command and no address status: the words may be a filter's; do not call it dead.
     return "filtered", "unplaced"
 
