@@ -76,6 +76,9 @@ class Failure:
     reason_hint: str | None = None  # set when the format itself states the reason for sure
     hint_rule: str | None = None  # rule id backing reason_hint
     hint_evidence: str = ""  # text that backed reason_hint
+    # RFC 3464 diagnostic-type of the Diagnostic-Code (lower case: "smtp", "x-unix", ...), when given;
+    # "x-unix" means a local delivery program's words, not a remote server's
+    diagnostic_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

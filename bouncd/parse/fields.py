@@ -66,6 +66,8 @@ def parse_blocks(text: str) -> list[Block]:
     return blocks
 
 
+_DIAG_TYPE = re.compile(r"[a-z][a-z0-9-]{0,19}")  # RFC 3464 diagnostic-type: an atom such as smtp, x-unix
+
 _KNOWN_KEYS = _PER_RECIPIENT | _PER_MESSAGE | frozenset(
     {"remote-mta", "diagnostic-code", "last-attempt-date", "will-retry-until", "final-log-id",
      "x-display-name", "x-supplementary-info", "x-mailer"}
@@ -115,7 +117,10 @@ def block_failure(block: Block) -> Failure:
     # failure is the local delivery program's (sendmail "unknown mailer error", procmail, pipes).
     # Only a bare exit status is read this way: words are the classifier's to read, and sysexits.h
     # codes 64-78 (EX_NOPERM, EX_TEMPFAIL, EX_CANTCREAT ...) name a system condition, not a mailer bug.
-    dtype = block.get("diagnostic-code", "").split(";", 1)[0].strip().lower()
+    raw_code = block.get("diagnostic-code", "")
+    dtype = raw_code.split(";", 1)[0].strip().lower() if ";" in raw_code else ""
+    if not _DIAG_TYPE.fullmatch(dtype):
+        dtype = ""
     unix = (
         dtype == "x-unix"
         and action != "delivered"
@@ -133,6 +138,7 @@ def block_failure(block: Block) -> Failure:
         reason_hint="mailererror" if unix else None,
         hint_rule="dsn.x-unix-diagnostic" if unix else None,
         hint_evidence=f"Diagnostic-Code: X-Unix; {diagnostic}" if unix else "",
+        diagnostic_type=dtype or None,
     )
 
 
