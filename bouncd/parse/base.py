@@ -159,6 +159,8 @@ _COMMAND_RES = (
     re.compile(r"\[(RCPT_TO|MAIL_FROM|DATA)\]"),
     re.compile(r"\((RCPT|DATA|MAIL)\)"),
     re.compile(r"\bSMTP:(RCPT|DATA|MAIL|HELO|EHLO)\b"),
+    # GMX / 1&1: "SMTP error from remote server after RCPT command" / "for TEXT command"
+    re.compile(r"\b(?:after|for) (RCPT|MAIL|DATA|TEXT|HELO|EHLO) command\b", re.I),
     # qmail-remote's fixed sentences
     re.compile(r"does not like (recipient)\b", re.I),
     re.compile(r"but (sender) was rejected", re.I),
@@ -167,7 +169,7 @@ _COMMAND_RES = (
 )
 _COMMAND_NAMES = {"RCPT": "RCPT", "MAIL": "MAIL", "DATA": "DATA", "HELO": "HELO", "EHLO": "HELO",
                   "CONNECT": "CONN", "END": "DATA", "FINAL": "DATA", "INITIAL": "CONN", "PIPELINED": "RCPT",
-                  "RECIPIENT": "RCPT", "SENDER": "MAIL", "FAILED": "DATA", "DIDN'T": "DATA", "GREETING": "CONN"}
+                  "RECIPIENT": "RCPT", "TEXT": "DATA", "SENDER": "MAIL", "FAILED": "DATA", "DIDN'T": "DATA", "GREETING": "CONN"}
 
 
 def find_command(text: str) -> str | None:
