@@ -403,7 +403,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"(?:sending|message) rate", r"rate limit(?:ed)?", r"too many messages", r"throttl", r"try again slower",
          r"receiving mail (?:too quickly|at a rate)", r"sent too many", r"too fast"),
     rule("text.blocked", "blocked",
-         r"black ?list", r"block ?list", r"listed (?:in|on|at|by)", r"spamhaus", r"spamcop", r"\brbl\b", r"dnsbl", r"\bdbl\b",
+         r"black ?list", r"block ?list", r"(?<!not )listed (?:in|on|at|by)",
+         r"spamhaus", r"spamcop", r"\brbl\b", r"dnsbl", r"\bdbl\b",
          r"client host (?:\[.{1,80}?\] )?(?:rejected|blocked)",
          Phrase(r"(?:your|sending|source|client|sender) (?:ip|host|server|network)(?: address)?(?: \S+)? "
                 r"(?:is |was |has been )?(?:blocked|banned|rejected|listed|not allowed|refused|blacklisted)",
@@ -462,12 +463,32 @@ TEXT_RULES: tuple[TextRule, ...] = (
 )
 
 
+# Causes that, named anywhere in the same reply, mean "no such user" words were the server's generic
+# refusal text (RFC 5321's "550 Requested action not taken: mailbox unavailable" is used for every kind
+# of 550): the address is not proven dead (Sisimai's UserUnknown applies the same check).
+OTHER_CAUSES = frozenset({
+    "blocked", "spamdetected", "rejected", "policyviolation", "badreputation", "virusdetected", "toomanyconn",
+    "speeding", "securityerror", "norelaying", "authfailure", "requireptr",
+})
+_ADDRESS_REASONS = frozenset({"userunknown", "hostunknown"})
+
+
 def match_text(text: str, command: str | None = None) -> tuple[TextRule, str] | None:
-    """The first rule matching normalised ``text`` at SMTP stage ``command`` and the text it matched."""
+    """The first rule matching normalised ``text`` at SMTP stage ``command`` and the text it matched.
+
+    A dead-address rule yields to a later rule naming another cause in the same text.
+    """
+    first: tuple[TextRule, str] | None = None
     for r in TEXT_RULES:
         if command and command in r.skip_at:
             continue
+        if first is not None and r.reason not in OTHER_CAUSES:
+            continue
         m = r.search(text)
         if m:
-            return r, m.group(0)
-    return None
+            if first is not None:
+                return r, m.group(0)
+            if r.reason not in _ADDRESS_REASONS:
+                return r, m.group(0)
+            first = (r, m.group(0))
+    return first
