@@ -62,6 +62,12 @@ CASES = [
      "blocked", False),
     ("'no such user' words next to a spam verdict are the spam filter's",
      fail("550 Rejected: no such user or message looks like spam", "5.0.0", "550", "RCPT"), "spamdetected", False),
+    ("a full spool worded as 'mailbox unavailable' is a full system, not a dead address",
+     fail("452 Requested action not taken: mailbox unavailable (not enough free space)", None, "452", "RCPT"),
+     "systemfull", False),
+    ("Gmail state 18 'Unknown user' happened after DATA: a filter",
+     fail("Google tried to deliver your message, but it was rejected by the recipient domain. The error that the other "
+          "server returned was: 550 550 Unknown user kijitora@example.jp (state 18).", None, "550"), "filtered", False),
     ("an X.1.1 status outranks DATA: the MTA's own verdict on the address",
      fail("550 unknown user", "5.1.1", "550", "DATA"), "userunknown", True),
     ("the cause outranks the queue giving up because of it",
@@ -208,6 +214,12 @@ def test_a_detector_hint_wins_and_keeps_its_rule() -> None:
     ("SMTP error from remote mail server after MAIL FROM:<a@b.example> SIZE=1: 550 no", "MAIL"),
     ("SMTP error from remote mail server after initial connection: 554 go away", "CONN"),
     ("Connected to 192.0.2.1 but sender was rejected.", "MAIL"),
+    ("192.0.2.1 does not like recipient. Remote host said: 550 5.1.1 unknown", "RCPT"),
+    ("192.0.2.1 failed after I sent the message. Remote host said: 554 rejected", "DATA"),
+    ("Google tried to deliver your message, but it was rejected by the recipient domain. 550 550 Unknown user "
+     "a@b.example (state 18).", "DATA"),
+    ("Google tried to deliver your message, but it was rejected by the recipient domain. 550 550 5.1.1 "
+     "<a@b.example>... User Unknown (state 14).", "RCPT"),
     ("550 user unknown", None),
 ])
 def test_infer_command_reads_the_mta_wording(text: str, command: str | None) -> None:

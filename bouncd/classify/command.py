@@ -10,6 +10,8 @@ address. MTAs word it differently:
 - Sendmail transcript: ``>>> RCPT To:<...>``, ``>>> DATA``
 - qmail: ``Connected to 192.0.2.1 but sender was rejected.`` / ``but my name was rejected.``
 - GMX, Orange: ``SMTP error from remote server after RCPT command``, ``for TEXT command``
+- qmail-remote: ``does not like recipient.``, ``failed on DATA command``
+- Gmail: ``Google tried to deliver your message ... (state 14).`` (14 = RCPT, 17/18 = DATA, 13 = EHLO)
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ _QMAIL = (
     (re.compile(r"but sender was rejected"), MAIL),
     (re.compile(r"but my name was rejected"), HELO),
     (re.compile(r"but greeting failed|but connection died"), CONN),
+    (re.compile(r"does not like recipient"), RCPT),
+    (re.compile(r"failed on data command|failed after i sent the message"), DATA),
 )
+# Gmail's outbound MTA numbers the SMTP stage it reached: "... (state 14)." (see Sisimai Lhost::Gmail).
+_GMAIL_STATE = re.compile(r"\(state (\d{1,2})\)")
+_GMAIL_STATES = {"6": MAIL, "13": HELO, "14": RCPT, "15": DATA, "17": DATA, "18": DATA}
 
 
 def normalize_command(command: str | None) -> str | None:
@@ -63,4 +70,7 @@ def infer_command(text: str) -> str | None:
     for pat, cmd in _QMAIL:
         if pat.search(text):
             return cmd
+    m = _GMAIL_STATE.search(text)
+    if m and "google tried to deliver your message" in text:
+        return _GMAIL_STATES.get(m.group(1))
     return None
