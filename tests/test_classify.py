@@ -149,6 +149,15 @@ CASES = [
     ("account disabled reply 525", fail("", None, "525"), "suspend", False),
     ("words with no known pattern", fail("550 Something odd happened", "5.0.0", "550"), "onhold", False),
     ("nothing at all", fail(""), "undefined", False),
+    # -- reporting-MTA codes -----------------------------------------------------------------------
+    ("Exchange RecipNotFound is an unknown recipient", fail("#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##",
+                                                            "5.1.1", "550"), "userunknown", True),
+    ("Exchange's own size code outranks the 5.2.3 status",
+     fail("550 5.2.3 RESOLVER.RST.RecipSizeLimit; message too large for this recipient", "5.2.3", "550"),
+     "mesgtoobig", False),
+    ("Exchange QUEUE.Expired", fail("550 4.4.7 QUEUE.Expired; message expired", "4.4.7", "550"), "expired", False),
+    ("PowerMTA bad-mailbox category", fail("550 5.2.1 <a@b.example>... User Unknown X-PowerMTA-BounceCategory: "
+                                           "bad-mailbox", "5.2.1", "550"), "userunknown", True),
     # -- provider rules ----------------------------------------------------------------------------
     ("Orange OFR_416 is an invalid recipient", fail("550 5.1.1 Adresse d au moins un destinataire invalide. "
                                                     "Invalid recipient. OFR_416 [416]", "5.1.1", "550", "RCPT",

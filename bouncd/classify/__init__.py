@@ -3,7 +3,8 @@
 Decision order for one failure (the first step that names a reason decides):
 
 1. a reason the format itself states (``reason_hint`` from a detector);
-2. provider rules (``providers.py``): the remote provider's own error codes and wording;
+2. provider rules (``providers.py``): the remote provider's own error codes and wording, then the
+   reporting MTA's own classification codes (Exchange ``RESOLVER.ADR.RecipNotFound``, PowerMTA categories);
 3. a status code that names its cause precisely (``X.2.2`` full, ``X.7.23`` SPF, ``X.1.8`` bad sender);
 4. a refusal at the greeting or ``HELO``: the sending host is blocked (unless it says "too many");
 5. the ordered text rules (``rules.py``) on the server's words, gated by the SMTP command;
@@ -34,6 +35,7 @@ from bouncd.classify.rules import (
     RCPT,
     TEXT_RULES,
     TextRule,
+    match_code,
     match_text,
     normalize,
 )
@@ -141,6 +143,10 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
             if reason in DEAD_ADDRESS_REASONS and command in DEAD_ADDRESS_SKIP:
                 reason = "rejected"
             return _verdict(reason, failure, prule.id, evidence)
+
+    code = match_code(text, command) if text else None
+    if code:
+        return _verdict(code[0].reason, failure, code[0].id, code[1])
 
     if is_decisive(failure.status):
         srule = reason_for_status(failure.status)

@@ -175,18 +175,32 @@ _GONE = (
 _PMTA = "bouncecategory: "
 
 TEXT_RULES: tuple[TextRule, ...] = (
-    # -- 0. a reporting MTA's own classification ------------------------------------------------
-    rule("text.category.bad-mailbox", "userunknown", _PMTA + "bad-mailbox", skip_at=DEAD_ADDRESS_SKIP),
-    rule("text.category.bad-domain", "hostunknown", _PMTA + "bad-domain", skip_at=DEAD_ADDRESS_SKIP),
-    rule("text.category.quota", "mailboxfull", _PMTA + "quota-issues"),
-    rule("text.category.inactive", "suspend", _PMTA + "inactive-mailbox"),
-    rule("text.category.spam", "spamdetected", _PMTA + "spam-related"),
-    rule("text.category.virus", "virusdetected", _PMTA + "virus-related"),
-    rule("text.category.policy", "policyviolation", _PMTA + "policy-related"),
-    rule("text.category.content", "contenterror", _PMTA + "content-related"),
-    rule("text.category.relaying", "norelaying", _PMTA + "relaying-issues"),
-    rule("text.category.routing", "networkerror", _PMTA + "(?:routing-errors|bad-connection)"),
-    rule("text.category.expired", "expired", _PMTA + "(?:message-expired|no-answer-from-host)"),
+    # -- 0. a reporting MTA's own classification (matched before decisive status codes) ---------
+    rule("text.code.pmta-bad-mailbox", "userunknown", _PMTA + "bad-mailbox", skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.code.pmta-bad-domain", "hostunknown", _PMTA + "bad-domain", skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.code.pmta-quota", "mailboxfull", _PMTA + "quota-issues"),
+    rule("text.code.pmta-inactive", "suspend", _PMTA + "inactive-mailbox"),
+    rule("text.code.pmta-spam", "spamdetected", _PMTA + "spam-related"),
+    rule("text.code.pmta-virus", "virusdetected", _PMTA + "virus-related"),
+    rule("text.code.pmta-policy", "policyviolation", _PMTA + "policy-related"),
+    rule("text.code.pmta-content", "contenterror", _PMTA + "content-related"),
+    rule("text.code.pmta-relaying", "norelaying", _PMTA + "relaying-issues"),
+    rule("text.code.pmta-routing", "networkerror", _PMTA + "(?:routing-errors|bad-connection)"),
+    rule("text.code.pmta-expired", "expired", _PMTA + "(?:message-expired|no-answer-from-host)"),
+    # Exchange's own diagnostic codes (RESOLVER.ADR.RecipNotFound, QUEUE.Expired ...), as Microsoft documents
+    # them for Exchange Server 2007 and later NDRs.
+    rule("text.code.exchange-recipnotfound", "userunknown", r"resolver\.adr\.(?:ex)?recipnotfound",
+         skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.code.exchange-nonexistentdomain", "hostunknown", r"smtpsend\.dns\.nonexistentdomain",
+         skip_at=DEAD_ADDRESS_SKIP),
+    rule("text.code.exchange-mxloopback", "networkerror", r"smtpsend\.dns\.mxloopback"),
+    rule("text.code.exchange-reciplimit", "toomanyconn", r"resolver\.adr\.reciplimit"),
+    rule("text.code.exchange-recipsizelimit", "mesgtoobig", r"resolver\.rst\.recipsizelimit"),
+    rule("text.code.exchange-authrequired", "securityerror", r"resolver\.rst\.authrequired"),
+    rule("text.code.exchange-notauthorized", "rejected", r"resolver\.rst\.notauthorized"),
+    rule("text.code.exchange-system", "systemerror",
+         r"resolver\.adr\.(?:badprimary|invalidinsmtp|ambiguous)"),
+    rule("text.code.exchange-expired", "expired", r"queue\.expired"),
     # -- 1. local delivery programs, then the recipient's mailbox --------------------------------
     # "Diagnostic-Code: X-Unix; 255": a bare number is a local delivery program's exit status.
     rule("text.mailererror-exit", "mailererror", r"^\d{1,3}$"),
@@ -340,7 +354,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"refused due to recipient preferences", r"(?:refused|rejected|blocked) by (?:the )?recipient(?! domain| server)",
          r"user reject", r"recipient (?:is )?only accepting mail from", r"message rejected due to user rules",
          r"this account is protected by", r"you have been blocked by the recipient", r"has restricted sms e-mail",
-         r"bounced address", r"resolver\.rst\.notauthorized", r"recipient id refuse to receive mail",
+         r"bounced address", r"recipient id refuse to receive mail",
          r"is not accepting any mail", r"message filtered", r"does not accept mail from you",
          skip_at=GREETING),
     rule("text.policyviolation", "policyviolation",
@@ -478,6 +492,23 @@ TEXT_RULES: tuple[TextRule, ...] = (
 )
 
 
+# A reporting MTA's own classification codes ("text.code.*"): they outrank even a decisive status code,
+# the words and status being the remote server's and the code the reporting MTA's reading of both.
+CODE_RULES: tuple[TextRule, ...] = tuple(r for r in TEXT_RULES if r.id.startswith("text.code."))
+_WORD_RULES: tuple[TextRule, ...] = tuple(r for r in TEXT_RULES if not r.id.startswith("text.code."))
+
+
+def match_code(text: str, command: str | None = None) -> tuple[TextRule, str] | None:
+    """The first reporting-MTA classification code in normalised ``text`` and the text it matched."""
+    for r in CODE_RULES:
+        if command and command in r.skip_at:
+            continue
+        m = r.search(text)
+        if m:
+            return r, m.group(0)
+    return None
+
+
 # Causes that, named anywhere in the same reply, mean "no such user" words were the server's generic
 # refusal text (RFC 5321's "550 Requested action not taken: mailbox unavailable" is used for every kind
 # of 550): the address is not proven dead (Sisimai's UserUnknown applies the same check).
@@ -494,7 +525,7 @@ def match_text(text: str, command: str | None = None) -> tuple[TextRule, str] | 
     A dead-address rule yields to a later rule naming another cause in the same text.
     """
     first: tuple[TextRule, str] | None = None
-    for r in TEXT_RULES:
+    for r in _WORD_RULES:
         if command and command in r.skip_at:
             continue
         if first is not None and r.reason not in OTHER_CAUSES:
