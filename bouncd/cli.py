@@ -223,6 +223,8 @@ def add_store_commands(sub: Subparsers, common: argparse.ArgumentParser) -> None
     p = sub.add_parser("ingest", parents=[common], help="store and process one message (pipe mode: -)")
     p.add_argument("path", metavar="FILE|-")
     p.add_argument("--received-at", type=parse_when, help="arrival time to count (default: the report's Arrival-Date, Date)")
+    p.add_argument("--rcpt", help="envelope recipient, e.g. the signed return path (default: $ORIGINAL_RECIPIENT, $RECIPIENT)")
+    p.add_argument("--mail-from", help="envelope sender (default: $SENDER)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
@@ -478,8 +480,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         inbound = Inbound(
             raw=raw,
             received_at=datetime.now(UTC),
-            mail_from=os.environ.get("SENDER"),  # set by Postfix pipe(8) and most MTAs' pipe transports
-            rcpt_tos=tuple(r for r in (os.environ.get("ORIGINAL_RECIPIENT") or os.environ.get("RECIPIENT"),) if r),
+            # Postfix local(8) exports these to commands run from aliases/.forward; pipe(8) users pass
+            # ${recipient} / ${sender} as --rcpt / --mail-from.
+            mail_from=args.mail_from if args.mail_from is not None else os.environ.get("SENDER"),
+            rcpt_tos=tuple(r for r in (args.rcpt or os.environ.get("ORIGINAL_RECIPIENT") or os.environ.get("RECIPIENT"),) if r),
             protocol=protocol,
         )
         result = ingest_message(engine, settings, inbound, arrival_override=args.received_at)

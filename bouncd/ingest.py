@@ -398,7 +398,11 @@ def reprocess(
     now: datetime | None = None,
     actor: str = "reprocess",
 ) -> list[Change]:
-    """Replay stored messages through the current rules, one transaction each; dry-run rolls every one back."""
+    """Replay stored messages through the current rules, one transaction each; dry-run rolls every one back.
+
+    Each message is previewed on its own (a long single transaction would hold SQLite's write lock and
+    make the listener answer 451), so a dry run does not see earlier messages' would-be changes.
+    """
     clock = now or datetime.now(UTC)
     with transaction(engine) as session:
         ids = repo.messages_for_reprocess(session, since)

@@ -239,3 +239,22 @@ def test_sqlite_gets_its_schema_on_first_use(tmp_path: Path, capsys: pytest.Capt
     url = f"sqlite:///{tmp_path / 'new' / 'b.sqlite3'}"
     assert main(["dnc", "list", "--db", url]) == EXIT_OK
     assert current_revision(make_engine(url)) == head_revision()
+
+
+def test_with_signed_return_paths_required_only_signed_bounces_change_dnc(cli: Cli, tmp_path: Path) -> None:
+    """A forged (unsigned) hard bounce is stored and shown but DNCs nobody; the signed one does."""
+    from bouncd import verp
+    from bouncd.config import VerpSettings
+
+    conf = tmp_path / "strict.toml"
+    conf.write_text('[policy]\nrequire_signed_return_path = true\n[verp]\nsecret = "s3cret"\ndomain = "bounce.example.org"\n')
+    forged = cli.write(dsn_for(HARD, "victim@example.com", DAY0))
+    code, out, err = cli.run("ingest", str(forged), "--config", str(conf), "--rcpt", "bounces@bounce.example.org", "--json")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["dnc_raised"] == []
+    assert cli.json("contact", "show", "victim@example.com")["bounces"][0]["policy_rule"] == "policy.unsigned"
+    rcpt = verp.encode(VerpSettings(secret="s3cret", domain="bounce.example.org"), "victim@example.com")
+    signed = cli.write(dsn_for(HARD, "victim@example.com", DAY0 + timedelta(days=1)))
+    code, out, err = cli.run("ingest", str(signed), "--config", str(conf), "--rcpt", rcpt, "--json")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["dnc_raised"] == ["victim@example.com"]
