@@ -68,6 +68,11 @@ CASES = [
     ("Gmail state 18 'Unknown user' happened after DATA: a filter",
      fail("Google tried to deliver your message, but it was rejected by the recipient domain. The error that the other "
           "server returned was: 550 550 Unknown user kijitora@example.jp (state 18).", None, "550"), "filtered", False),
+    ("450 'mailbox unavailable' is RFC 5321's busy/temporarily-blocked text, not a dead address",
+     fail("450 4.2.0 Requested mail action not taken: mailbox unavailable", "4.2.0", "450", "RCPT"), "onhold", False),
+    ("Postfix recipient access REJECT is a policy on the recipient, not an unknown user",
+     fail("554 5.7.1 <kijitora@example.jp>: Recipient address rejected: Access denied", "5.7.1", "554", "RCPT"),
+     "filtered", False),
     ("an X.1.1 status outranks DATA: the MTA's own verdict on the address",
      fail("550 unknown user", "5.1.1", "550", "DATA"), "userunknown", True),
     ("the cause outranks the queue giving up because of it",

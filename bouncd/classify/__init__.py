@@ -159,6 +159,9 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
     if hit:
         trule, evidence = hit
         if trule.id in _PLACED_RULES:
+            if "unavailable" in evidence and _is_temporary(failure):
+                # RFC 5321 §4.2.2: 450 "mailbox unavailable (e.g., mailbox busy or temporarily blocked)".
+                return _verdict("onhold", failure, f"{trule.id}.temporary-unavailable", evidence)
             reason, why = _place_address_words(ctx)
             return _verdict(reason, failure, f"{trule.id}.{why}", evidence)
         if trule.reason == "hostunknown" and _is_temporary(failure):
