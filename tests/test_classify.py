@@ -291,3 +291,27 @@ def test_hard_reasons_come_only_from_rules_that_skip_mail_from() -> None:
     for r in TEXT_RULES:
         if r.reason in ("userunknown", "hostunknown", "hasmoved", "notaccept"):
             assert {"MAIL", "CONN", "HELO"} <= r.skip_at, r.id
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    diag=st.text(max_size=400),
+    status=st.one_of(st.none(), st.from_regex(r"[2-5]\.\d{1,3}\.\d{1,3}", fullmatch=True), st.text(max_size=8)),
+    reply=st.one_of(st.none(), st.from_regex(r"[2-5]\d\d", fullmatch=True), st.text(max_size=4)),
+    command=st.one_of(st.none(), st.sampled_from(["RCPT", "MAIL", "DATA", "HELO", "EHLO", "CONN", "BDAT", "xyz"])),
+    action=st.one_of(st.none(), st.sampled_from(["failed", "delayed", "delivered", "relayed", "expanded"])),
+)
+def test_classify_never_raises_and_always_names_a_known_reason(
+    diag: str, status: str | None, reply: str | None, command: str | None, action: str | None
+) -> None:
+    """Whatever a detector hands over, classify answers with a vocabulary reason and a rule id."""
+    v = classify(Failure(recipient=RCPT, action=action, status=status, reply_code=reply, diagnostic=diag,
+                         command=command))
+    assert v.reason in {str(r) for r in Reason} and v.rule
+    assert not (v.hard and v.reason not in ("userunknown", "hostunknown", "hasmoved", "notaccept"))
+
+
+def test_a_huge_diagnostic_is_classified_from_its_head_quickly() -> None:
+    """Quoted mail pasted into a diagnostic does not slow classification down or change the verdict."""
+    f = fail("550 5.1.1 <kijitora@example.jp>... User unknown " + "x" * 2_000_000, "5.1.1", "550", "RCPT")
+    assert classify(f).reason == "userunknown"

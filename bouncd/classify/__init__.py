@@ -61,6 +61,7 @@ _NON_BOUNCE_REASON = {Kind.FEEDBACK: "feedback", Kind.VACATION: "vacation", Kind
 _ADDRESS_STATUSES = ("5.1.1", "5.1.3", "4.1.1")
 # Reasons a refusal at the greeting/HELO may still carry: the host is fine, the load is not.
 _GREETING_KEEPS = frozenset({"toomanyconn", "speeding", "systemerror", "systemfull", "requireptr"})
+_MAX_DIAGNOSTIC = 8192
 # Mailbox states a local delivery program may report in its own words (never a dead address).
 _MAILBOX_STATES = frozenset({"mailboxfull", "mesgtoobig", "exceedlimit", "suspend", "systemfull"})
 # Rules whose "no such user" words still need placing (see _place_address_words).
@@ -117,7 +118,9 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
     if kind in _NON_BOUNCE_REASON:
         reason = _NON_BOUNCE_REASON[kind]
         return Verdict(reason, False, failure.hint_rule or f"kind.{reason}", failure.hint_evidence)
-    text = normalize(failure.diagnostic) if failure.diagnostic else ""
+    # An SMTP reply line is at most 512 octets (RFC 5321 §4.5.3.1.5); a diagnostic longer than a few of
+    # them is quoted mail, not the server's words, and must not cost a regex scan per rule.
+    text = normalize(failure.diagnostic[:_MAX_DIAGNOSTIC]) if failure.diagnostic else ""
     if failure.reason_hint:
         if failure.reason_hint == "mailererror" and text:
             # The format says a local delivery program reported (RFC 3464 "X-Unix"), not why: when the
