@@ -17,6 +17,8 @@ EXIM_STARTS = (
     "not yet been delivered are:",
     "could not be delivered to one or more of its recipients",
     "could not be delivered to one or more recipients",
+    # Mail.ru writes the same layout in Russian before the English copy
+    "не может быть доставлено одному или нескольким получателям",
 )
 EXIM_ENDS = (
     "------ this is a copy of the message",
