@@ -106,7 +106,8 @@ CASES = [
                                                       "5.2.1", "550", "RCPT"), "suspend", False),
     ("sender null MX (5.7.27) is about the sender", fail("", "5.7.27", "550"), "rejected", False),
     ("5.1.0 alone does not say whose address", fail("", "5.1.0", "550"), "onhold", False),
-    ("local mailer exit status (X-Unix; 255)", fail("255", "5.3.0"), "mailererror", False),
+    ("local mailer exit status (X-Unix; 255) with a generic status", fail("255", "4.5.0"), "mailererror", False),
+    ("a bare exit status yields to a status naming the cause", fail("77", "5.3.0"), "systemerror", False),
     ("procmail failure mentioning 'No such user' is a mailer error",
      fail('procmail: Couldn\'t create "/var/spool/mail/neko" No such user', "5.1.1"), "mailererror", False),
     # -- other families ----------------------------------------------------------------------------

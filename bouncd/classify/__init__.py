@@ -167,6 +167,12 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
                 return _verdict("onhold", failure, f"{trule.id}.temporary-unavailable", evidence)
             reason, why = _place_address_words(ctx)
             return _verdict(reason, failure, f"{trule.id}.{why}", evidence)
+        if trule.id == "text.mailererror-exit":
+            # A bare exit status says a program failed, not why; a status naming the cause wins
+            # (sendmail: "X-Unix; 77" with 5.3.0 is the system's error).
+            srule = reason_for_status(failure.status)
+            if srule:
+                return _verdict(srule.reason, failure, srule.id, failure.status or "")
         if trule.reason == "hostunknown" and _is_temporary(failure):
             # A 4xx "domain not found" is a lookup that may succeed later (RFC 3463 X.4.4 vs X.1.2).
             return _verdict("networkerror", failure, f"{trule.id}.temporary", evidence)
