@@ -179,6 +179,19 @@ CASES = [
      fail("550 : User unknown", "5.2.0", "550", mta="lsean.ezweb.ne.jp"), "filtered", False),
     ("Tencent frequency limit", fail("550 Connection frequency limited", "5.0.0", "550", rcpt="neko@qq.com"),
      "toomanyconn", False),
+    ("iCloud 'inactive email address' means no such address",
+     fail("550 5.1.1 <neko@icloud.com>: inactive email address (in reply to RCPT TO command)", "5.1.1", "550",
+          rcpt="neko@icloud.com"), "userunknown", True),
+    ("iCloud excessive volume is speeding", fail("421 4.7.1 Messages to neko@icloud.com deferred due to excessive "
+                                                 "volume.", "4.7.1", "421", rcpt="neko@icloud.com"), "speeding", False),
+    ("i.ua error code 4 is a full mailbox", fail("550 Mailbox is full, see https://mail.i.ua/err/4", None, "550",
+                                                 rcpt="neko@i.ua"), "mailboxfull", False),
+    ("Gmail inactive account is suspended, not unknown",
+     fail("550-5.2.1 The email account that you tried to reach is inactive. - gsmtp", "5.2.1", "550", "RCPT",
+          mta="gmail-smtp-in.l.google.com"), "suspend", False),
+    ("Gmail PTR requirement", fail("421-4.7.0 The IP address sending this message does not have a PTR record, or the "
+                                   "corresponding forward DNS entry does not point to the sending IP. - gsmtp", "4.7.0",
+                                   "421", mta="gmail-smtp-in.l.google.com"), "requireptr", False),
     ("Yahoo TSS04 deferral is the sender's reputation",
      fail("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user "
           "complaints", "4.7.0", "421", "MAIL", mta="mta5.am0.yahoodns.net"), "badreputation", False),

@@ -317,6 +317,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"unrouteable address", r"recipient address rejected: unknown domain",
          r"all host address lookups failed permanently", r"mx records point to non-existent hosts",
          r"couldn\'t find any host", r"dns server returned answer with no data",
+         r"weren\'t able to find the recipient domain",
          skip_at=DEAD_ADDRESS_SKIP),
     # The final mailbox host speaking about its own directory: no need to place the words.
     rule("text.userunknown-directory", "userunknown",
