@@ -229,14 +229,12 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
 
 def providers_for(remote_mta: str | None, recipient: str | None, text: str) -> tuple[str, ...]:
     """Names of the providers a failure came from: by remote MTA, a host named in the text, or the domain."""
-    host = (remote_mta or "").lower()
+    where = f"{(remote_mta or '').lower()} {text}"
     domain = (recipient or "").rpartition("@")[2].lower()
-    found = []
-    for p in PROVIDERS:
-        by_host = any(h in host or h in text for h in p.hosts)
-        if by_host or (domain and any(domain == d or domain.endswith("." + d) for d in p.domains)):
-            found.append(p.name)
-    return tuple(found)
+    parents = {domain.split(".", i)[-1] for i in range(domain.count(".") + 1)} if domain else set()
+    return tuple(
+        p.name for p in PROVIDERS if any(map(where.__contains__, p.hosts)) or not parents.isdisjoint(p.domains)
+    )
 
 
 def match_provider(names: tuple[str, ...], text: str, status: str | None, command: str | None) -> tuple[ProviderRule, str] | None:
