@@ -208,6 +208,11 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"mailer error", r"command died", r"command failed:", r"command output", r"pipe to \|", r"x-unix;",
          r"\bprocmail", r"\bmaildrop", r"\|\| exit\b", r"exit (?:code|status) \d",
          r"bin/mail?drop"),
+    # Per-sender or per-recipient receive limits (Exchange Online "submission quota", "per hour message
+    # receive limit") are rate limits even when worded as a quota.
+    rule("text.speeding-limits", "speeding",
+         r"submission quota exceeded", r"daily limit for message recipients", r"per hour message receive limit",
+         r"recipient thread limit exceeded", r"exceeded permitted limits within"),
     # Amazon SES style sending quotas are rate limits, not a full mailbox.
     rule("text.toomanyconn-throttling", "toomanyconn",
          r"throttling failure", r"daily message quota", r"maximum sending rate exceeded"),
@@ -254,7 +259,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"due to extended inactivity",
          Phrase(r"(?:currently|has been|temporarily) (?:suspended|inactive|disabled)", ("suspended", "inactive", "disabled")),
          r"administrative?le?y disabled",
-         r"account is temporarily limited"),
+         r"account is temporarily limited",
+         r"mailbox cannot be accessed", r"access denied, banned recipient"),
     rule("text.hasmoved", "hasmoved",
          r"has been replaced by", r"(?:address|mailbox|user|recipient) has moved", r"no longer (?:on|at) (?:this )?server",
          r"not our customer", r"moved permanently", r"changed (?:his|her|their) e-?mail address",
@@ -305,7 +311,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"host name lookup failure", r"temporary (?:dns|lookup|resolver) (?:failure|error)",
          r"unrouteable mail domain"),
     rule("text.systemfull", "systemfull", r"(?:mail )?system (?:is )?full", r"insufficient system storage",
-         r"not enough free space"),
+         r"not enough free space",
+         r"insufficient system resources"),
     # -- 3. the address itself (the only reasons that can be hard) ----------------------------------
     rule("text.hostunknown", "hostunknown",
          r"host (?:unknown|not found|or domain name not found)", r"unknown host",
@@ -354,6 +361,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"no \S+ in name directory", r"rcpt (?:<[^>]{1,80}>|\([^)]{1,80}\)) does ?n[o\']t exist",
          r"recipient \S+ was not found in", r"user \S+ (?:was not found|does not exist)",
          r"user \([^)]{1,80}\) unknown", r"recipient address rejected\. \(in reply to rcpt",
+         r"recipient address reserved by rfc 2606",
          skip_at=DEAD_ADDRESS_SKIP),
     # Postfix check_recipient_access "REJECT" reads "Recipient address rejected: Access denied": a policy
     # on that recipient, not proof it does not exist (Exchange Online's 5.4.1 form is a provider rule).
@@ -410,7 +418,10 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"delivery to (?:file|pipe) forbidden", r"local delivery failed", r"lmtp error after",
          r"bad interpreter: no such file", r"(?:search on|lookup|login into|contact) ldap server", r"ldap lookup",
          r"ldap attribute", r"homedir creat", r"executing qmail-forward", r"results returned but needs to be unique",
-         r"several matches found in (?:the )?(?:domino )?directory"),
+         r"several matches found in (?:the )?(?:domino )?directory",
+         r"system incorrectly configured", r"misconfigured forwarding address", r"mailing list expansion problem",
+         r"destination mailbox address ambiguous", r"suspiciousremoteservererror", r"pfa agent busy",
+         r"service not active", r"exchange server authentication"),
     # The queue's final verdict after days of retries outranks the last transient error it quotes.
     rule("text.expired-giveup", "expired",
          r"could not be delivered for (?:more than )?\d+ (?:days|hours)", r"will be deleted from (?:the )?queue",
@@ -430,6 +441,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"high probability of", r"unacceptable content", r"recurrent pattern detection", r"message looks like",
          r"our system has detected that this message",
          r"spamassassin", r"spamming not allowed", r"bulk\.advertising", r"mass mailer", r"sender domain listed at",
+         r"content filter agent quarantined",
          skip_at=BEFORE_RCPT),
     rule("text.toomanyconn", "toomanyconn",
          r"too many (?:connections|recipients|simultaneous|concurrent|sessions|smtp sessions|errors)",
@@ -499,7 +511,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
     rule("text.syntaxerror", "syntaxerror", r"syntax error", r"command unrecognized", r"bad sequence of commands",
          r"command not implemented", r"command parameter not implemented",
          r"angle-brackets nested too deep", r'expected word or "<"', r"domain missing in source-routed address",
-         r"malformed address:"),
+         r"malformed address:",
+         r"send hello first"),
 )
 
 
