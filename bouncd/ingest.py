@@ -126,6 +126,7 @@ def _observation(result: RecipientResult, recipient: str | None, report: Report,
         arrived_at=arrived,
         status=result.status,
         diagnostic=result.diagnostic,
+        reply_code=result.reply_code,
     )
 
 

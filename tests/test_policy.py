@@ -14,9 +14,9 @@ DEFAULTS = PolicySettings()
 
 
 def obs(reason: str = "mailboxfull", *, hard: bool = False, kind: str = "bounce", action: str | None = "failed",
-        at: datetime = NOW, recipient: str | None = "ann@example.com") -> Observation:
+        at: datetime = NOW, recipient: str | None = "ann@example.com", status: str = "5.0.0") -> Observation:
     """One recipient result."""
-    return Observation(recipient, kind, action, hard, reason, f"text.{reason}", at, "5.0.0", "server words")
+    return Observation(recipient, kind, action, hard, reason, f"text.{reason}", at, status, "server words")
 
 
 def days_before(*n: int) -> tuple[datetime, ...]:
@@ -138,3 +138,13 @@ def test_threshold_counts_distinct_days() -> None:
     """soft_threshold_reached returns the number of distinct days, or 0 below the threshold."""
     assert soft_threshold_reached(days_before(1, 1, 2), NOW, 3, 30) == 3
     assert soft_threshold_reached(days_before(1, 1), NOW, 3, 30) == 0
+
+
+@pytest.mark.parametrize("status", ["4.1.1", "4.0.0"])
+def test_a_dead_address_said_with_a_temporary_code_is_not_proof(status: str) -> None:
+    """'450 user unknown' counts like a soft bounce: DNC only once it persists on N days."""
+    first = decide(obs("userunknown", hard=True, status=status), History(), DEFAULTS, NOW)
+    assert not first.raise_dnc and first.counts and first.rule == "policy.hard.transient"
+    history = History(soft_arrivals=days_before(1, 2, 3, 4))
+    persisting = decide(obs("userunknown", hard=True, status=status), history, DEFAULTS, NOW)
+    assert persisting.raise_dnc and persisting.source == "soft_bounces"
