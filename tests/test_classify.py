@@ -228,6 +228,13 @@ def test_a_mailer_hint_yields_to_the_programs_own_words_about_the_mailbox() -> N
     assert (classify(odd).reason, classify(odd).hard) == ("mailererror", False)
 
 
+def test_a_dead_address_hint_on_a_mail_from_refusal_stays_soft() -> None:
+    """Even a detector's "userunknown" cannot make a refusal of MAIL FROM hard: it was about the sender."""
+    f = Failure(recipient=RCPT, status="5.1.1", reply_code="550", diagnostic="550 5.1.1 User unknown", command="MAIL",
+                reason_hint="userunknown", hint_rule="x.table")
+    assert (classify(f).reason, classify(f).hard) == ("rejected", False)
+
+
 def test_a_detector_hint_wins_and_keeps_its_rule() -> None:
     """A reason the format itself states is taken as is, with the detector's rule id."""
     f = Failure(recipient=RCPT, status="5.0.0", diagnostic="User unknown", reason_hint="expired",

@@ -6,7 +6,7 @@ Decision order for one failure (the first step that names a reason decides):
 2. provider rules (``providers.py``): the remote provider's own error codes and wording, then the
    reporting MTA's own classification codes (Exchange ``RESOLVER.ADR.RecipNotFound``, PowerMTA categories);
 3. a status code that names its cause precisely (``X.2.2`` full, ``X.7.23`` SPF, ``X.1.8`` bad sender);
-4. a refusal at the greeting or ``HELO``: the sending host is blocked (unless it says "too many");
+4. a refusal at the greeting or ``HELO``: the sending host is blocked (unless it names load or PTR);
 5. the ordered text rules (``rules.py``) on the server's words, gated by the SMTP command;
 6. the enhanced status code (``status.py``);
 7. the SMTP command: a refusal of ``MAIL FROM`` is about the sender (rejected);
@@ -128,6 +128,9 @@ def classify(failure: Failure, kind: Kind = Kind.BOUNCE) -> Verdict:
             hit = match_text(text, None)
             if hit and hit[0].reason in _MAILBOX_STATES:
                 return _verdict(hit[0].reason, failure, hit[0].id, hit[1])
+        if failure.reason_hint in DEAD_ADDRESS_REASONS and normalize_command(failure.command) in DEAD_ADDRESS_SKIP:
+            # Whatever the format says, a refusal of MAIL FROM or the greeting is not about the recipient.
+            return _verdict("rejected", failure, f"{failure.hint_rule or 'detector'}.at-mail", failure.hint_evidence)
         return _verdict(failure.reason_hint, failure, failure.hint_rule or "detector", failure.hint_evidence)
 
     command = normalize_command(failure.command) or (infer_command(text) if text else None)
