@@ -371,6 +371,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"recipient \S+ was not found in", r"user \S+ (?:was not found|does not exist)",
          r"user \([^)]{1,80}\) unknown", r"recipient address rejected\. \(in reply to rcpt",
          r"recipient address reserved by rfc 2606",
+         r"no valid recipients for this mm",
          skip_at=DEAD_ADDRESS_SKIP),
     # Postfix check_recipient_access "REJECT" reads "Recipient address rejected: Access denied": a policy
     # on that recipient, not proof it does not exist (Exchange Online's 5.4.1 form is a provider rule).
@@ -412,7 +413,9 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"without a valid sender domain", r"valid-address-filter", r"delivery not authorized, message refused",
          r"envelope blocked", r"from: domain is invalid", r"recipient addresses rejected ?: access denied",
          r"empty email address",
-         r"rfc 1035 violation", r"recursive cname records", r"to submit messages to this e-?mail system"),
+         r"rfc 1035 violation", r"recursive cname records", r"to submit messages to this e-?mail system",
+         r"not member article from", r"reject mail from", r"not a member of this mailing list",
+         r"spam mail from a spammer is rejected"),
     rule("text.notaccept", "notaccept",
          r"does not accept (?:e-?)?mail(?! from)", r"null mx", r"not accepting (?:e-?)?mail(?! with| from)",
          r"no mx record found",
@@ -432,7 +435,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"system incorrectly configured", r"misconfigured forwarding address", r"mailing list expansion problem",
          r"destination mailbox address ambiguous", r"suspiciousremoteservererror", r"pfa agent busy",
          r"service not active", r"exchange server authentication",
-         r"dns violates rfc ?1035"),
+         r"dns violates rfc ?1035",
+         r"duplicated message-id", r"detected a loop condition", r"loop back warning", r"unix from loop"),
     # The queue's final verdict after days of retries outranks the last transient error it quotes.
     rule("text.expired-giveup", "expired",
          r"could not be delivered for (?:more than )?\d+ (?:days|hours)", r"will be deleted from (?:the )?queue",
@@ -491,7 +495,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"unauthenticated senders", r"authentication is required", r"not authenticated", r"must authenticate",
          r"authentification (?:requise|invalide)", r"encryption", r"verification failure", r"executable files",
          r"smtp authentication",
-         r"could not retrieve credentials"),
+         r"could not retrieve credentials",
+         r"security alert"),
     rule("text.networkerror", "networkerror",
          r"network (?:is )?unreachable", r"network error", r"no route to host", r"host is unreachable",
          r"(?:mail|routing|forwarding) loop", r"too many hops", r"hop count exceeded", r"loop (?:was )?(?:detected|found)",
