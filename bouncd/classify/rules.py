@@ -3,7 +3,9 @@
 Order matters: the first rule whose pattern matches (and whose gates allow the SMTP command the failure
 answered) decides. The order follows how specific a wording is, not the reason's severity:
 
-0. a reporting MTA's own classification (PowerMTA ``X-PowerMTA-BounceCategory``);
+0. a reporting MTA's own classification codes (``text.code.*``: PowerMTA ``X-PowerMTA-BounceCategory``,
+   Exchange ``RESOLVER.ADR.RecipNotFound`` and MSEXCH NDR codes), matched before even a decisive
+   status code (see :func:`match_code`);
 1. a local delivery program's failure, then the recipient's mailbox state (full, too big, suspended,
    moved) - a server that says "full" means it, and a sending quota ("throttling failure") is not one;
 2. relaying and sender authentication (SPF/DKIM/DMARC, PTR), which name the *sender* side, then null MX
@@ -13,7 +15,8 @@ answered) decides. The order follows how specific a wording is, not the reason's
    words describe the sender, see ``DEAD_ADDRESS_SKIP``); "no such user" words are placed afterwards
    by the SMTP command and status (see ``bouncd.classify``);
 4. recipient filters, policy, sender rejection, a named cause before the queue's give-up, reputation,
-   viruses, spam sources and spam, rate limits and IP blocks;
+   viruses, spam sources and spam, rate limits and IP blocks - and when one of these is named in the
+   same reply as a dead-address phrase, it wins (see ``OTHER_CAUSES``);
 5. generic security, network, queue, content, system and protocol trouble.
 
 Patterns describe how servers phrase a failure (Postfix, Exim, Sendmail, qmail, Exchange, Gmail, Yahoo,
