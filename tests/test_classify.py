@@ -34,9 +34,11 @@ CASES = [
     ("postfix 5.1.1 user unknown at RCPT is hard",
      fail("550 5.1.1 <kijitora@example.jp>: Recipient address rejected: User unknown in local recipient table",
           "5.1.1", "550", "RCPT"), "userunknown", True),
-    ("temporary 450 4.1.1 user unknown at RCPT is still an unknown user",
+    ("temporary 450 4.1.1 user unknown at RCPT names an unknown user but is not hard yet",
      fail("450 4.1.1 <kijitora@example.jp>: Recipient address rejected: User unknown", "4.1.1", "450", "RCPT"),
-     "userunknown", True),
+     "userunknown", False),
+    ("a delay notice is never hard", fail("550 5.1.1 User unknown", "5.1.1", "550", "RCPT", action="delayed"),
+     "userunknown", False),
     ("status 5.1.1 alone names the address", fail("", "5.1.1", "550"), "userunknown", True),
     ("exim 'no such user' answered to RCPT TO (command read from the text)",
      fail("SMTP error from remote mail server after RCPT TO:<kijitora@example.jp>: 550 No such user here", None, "550"),
@@ -158,9 +160,11 @@ CASES = [
     # -- reporting-MTA codes -----------------------------------------------------------------------
     ("Exchange RecipNotFound is an unknown recipient", fail("#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##",
                                                             "5.1.1", "550"), "userunknown", True),
-    ("Exchange's own size code outranks the 5.2.3 status",
+    ("Exchange RecipSizeLimit is the recipient's own limit",
      fail("550 5.2.3 RESOLVER.RST.RecipSizeLimit; message too large for this recipient", "5.2.3", "550"),
-     "mesgtoobig", False),
+     "exceedlimit", False),
+    ("too many Received headers is a mail loop", fail('Too many "Received" headers - suspected mail loop', "5.4.6"),
+     "networkerror", False),
     ("Exchange QUEUE.Expired", fail("550 4.4.7 QUEUE.Expired; message expired", "4.4.7", "550"), "expired", False),
     ("PowerMTA bad-mailbox category", fail("550 5.2.1 <a@b.example>... User Unknown X-PowerMTA-BounceCategory: "
                                            "bad-mailbox", "5.2.1", "550"), "userunknown", True),
@@ -333,6 +337,7 @@ def test_classify_never_raises_and_always_names_a_known_reason(
                          command=command))
     assert v.reason in {str(r) for r in Reason} and v.rule
     assert not (v.hard and v.reason not in ("userunknown", "hostunknown", "hasmoved", "notaccept"))
+    assert not (v.hard and ((status or "").startswith("4") or (reply or "").startswith("4") or action == "delayed"))
 
 
 def test_a_huge_diagnostic_is_classified_from_its_head_quickly() -> None:

@@ -37,7 +37,6 @@ RCPT = "RCPT"
 DATA = "DATA"
 
 BEFORE_RCPT = frozenset({CONN, HELO, MAIL})
-BEFORE_DATA = frozenset({CONN, HELO, MAIL, RCPT})
 GREETING = frozenset({CONN, HELO})
 # A reply to MAIL FROM or the greeting can never be about the recipient's address.
 DEAD_ADDRESS_SKIP = BEFORE_RCPT
@@ -198,7 +197,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
          skip_at=DEAD_ADDRESS_SKIP),
     rule("text.code.exchange-mxloopback", "networkerror", r"smtpsend\.dns\.mxloopback"),
     rule("text.code.exchange-reciplimit", "toomanyconn", r"resolver\.adr\.reciplimit"),
-    rule("text.code.exchange-recipsizelimit", "mesgtoobig", r"resolver\.rst\.recipsizelimit"),
+    # RecipSizeLimit is the recipient's own limit (RFC 3463 X.2.3), not the system's (X.3.4).
+    rule("text.code.exchange-recipsizelimit", "exceedlimit", r"resolver\.rst\.recipsizelimit"),
     rule("text.code.exchange-authrequired", "securityerror", r"resolver\.rst\.authrequired"),
     rule("text.code.exchange-notauthorized", "rejected", r"resolver\.rst\.notauthorized"),
     rule("text.code.exchange-system", "systemerror",
@@ -243,7 +243,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"mailbox exceeds allowed size"),
     rule("text.exceedlimit-header", "exceedlimit", r"message header size exceeds limit"),
     rule("text.contenterror-header", "contenterror",
-         r"header size exceeds maximum", r"header size, or recipient list", r"too many \"?received\"?", r"invalid mime headers"),
+         r"header size exceeds maximum", r"header size, or recipient list", r"invalid mime headers"),
     rule("text.mesgtoobig", "mesgtoobig",
          r"message (?:is )?too (?:large|big)(?! for this recipient)", r"message size exceeds",
          r"(?:max|maximum) message size (?:exceeded|limit)", r"message file too big", r"exceeded maximum inbound message size",
@@ -522,7 +522,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
          r"envelope expired"),
     rule("text.contenterror", "contenterror",
          r"invalid (?:mime )?header", r"content rejected", r"8-bit data", r"duplicate header", r"header size exceeds",
-         r"mime complexity", r"too many received", r"improperly-formatted", r"unnecessary base64", r"malformed message",
+         r"mime complexity", r"improperly-formatted", r"unnecessary base64", r"malformed message",
          r"bare (?:lf|line feed)"),
     rule("text.systemerror", "systemerror",
          r"system (?:error|config)", r"internal (?:server )?error", r"configuration error", r"i/o error",
