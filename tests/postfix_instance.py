@@ -6,8 +6,10 @@ binds its clients to 127.0.0.1, and routes every domain the tests use through ``
 anything else goes to ``error:`` (``default_transport``), so no mail can leave the machine.
 
 DNS: only smtp(8) is chrooted (into our queue directory), so its resolver reads our ``etc/resolv.conf``,
-which names a stub on 127.0.0.153:53 answering NXDOMAIN for every name: a domain that does not resolve
-is bounced by Postfix itself with 5.4.4, on any machine, with or without network.
+which names a stub on 127.53.X.Y:53 answering NXDOMAIN for every name. The address is random per
+instance, so test runs side by side do not collide, and is never 127.0.0.1 or 127.0.0.53, where a local
+resolver may live. A domain that does not resolve is bounced by Postfix itself with 5.4.4, on any
+machine, with or without network.
 
 Postfix must run as root (master(8) and the chroot); without postfix or root the tests skip.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import smtplib
 import socket
@@ -31,7 +34,7 @@ from pathlib import Path
 
 POSTFIX = shutil.which("postfix", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
 POSTQUEUE = shutil.which("postqueue", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
-DNS_STUB_HOST = "127.0.0.153"  # not 127.0.0.1 / 127.0.0.53: a local resolver may hold port 53 there
+APP_HOST = "127.0.0.2"  # the sending application's address (mynetworks)
 
 
 def why_no_postfix() -> str | None:
@@ -41,11 +44,25 @@ def why_no_postfix() -> str | None:
     if os.geteuid() != 0:
         return "postfix's master(8) must run as root"
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((DNS_STUB_HOST, 53))
+        _bind_dns_socket().close()
     except OSError as exc:
-        return f"cannot bind the DNS stub on {DNS_STUB_HOST}:53: {exc.strerror}"
+        return f"cannot bind a DNS stub on 127.53.X.Y:53: {exc.strerror}"
     return None
+
+
+def _bind_dns_socket() -> socket.socket:
+    """A UDP socket on port 53 of a random, unused 127.53.X.Y address."""
+    last: OSError | None = None
+    for _ in range(50):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((f"127.53.{random.randrange(256)}.{random.randrange(1, 255)}", 53))
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    assert last is not None
+    raise last
 
 
 def free_port() -> int:
@@ -66,11 +83,11 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.25) 
 
 
 class NxdomainStub:
-    """A DNS server on DNS_STUB_HOST:53 that answers NXDOMAIN to every question (RFC 1035 section 4.1.1)."""
+    """A DNS server on 127.53.X.Y:53 that answers NXDOMAIN to every question (RFC 1035 section 4.1.1)."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((DNS_STUB_HOST, 53))
+        self._sock = _bind_dns_socket()
+        self.host = str(self._sock.getsockname()[0])
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
         self.queries: list[str] = []
@@ -175,7 +192,8 @@ class PostfixInstance:
             "inet_protocols": "ipv4",
             "smtp_bind_address": "127.0.0.1",
             "lmtp_bind_address": "127.0.0.1",
-            "mynetworks": "127.0.0.0/8",
+            # The sending app connects from 127.0.0.2 (trusted, may relay); 127.0.0.1 plays the Internet.
+            "mynetworks": "127.0.0.2/32",
             "relayhost": "",
             "relay_domains": "",
             "transport_maps": f"texthash:{self.config / 'transport'}",
@@ -203,15 +221,15 @@ class PostfixInstance:
             master_cf(pipe_argv, pipe_user).replace("smtpd-in  inet", f"127.0.0.1:{self.port} inet", 1)
         )
         # smtp(8) runs chrooted in the queue directory: its resolver and service lookups read these.
+        self.dns = NxdomainStub()
         jail = self.queue / "etc"
         jail.mkdir(parents=True)
-        (jail / "resolv.conf").write_text(f"nameserver {DNS_STUB_HOST}\noptions attempts:1 timeout:1\n")
+        (jail / "resolv.conf").write_text(f"nameserver {self.dns.host}\noptions attempts:1 timeout:1\n")
         (jail / "nsswitch.conf").write_text("hosts: files dns\nservices: files\n")
         (jail / "hosts").write_text("127.0.0.1 localhost\n")
         for name in ("services", "localtime"):
             if Path("/etc", name).exists():
                 shutil.copy(Path("/etc", name), jail / name)
-        self.dns = NxdomainStub()
         self._started = False
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -253,11 +271,21 @@ class PostfixInstance:
         msg["Subject"] = subject
         msg["Message-ID"] = mid = f"<{subject.replace(' ', '-')}-{time.monotonic_ns()}@bouncd.test>"
         msg.set_content(f"Hello,\n\nthis is {subject}.\n")
-        with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as s:
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=30, source_address=(APP_HOST, 0)) as s:
             s.ehlo("app.bouncd.test")
             # RFC 3461: ask for failure and delay notices explicitly (Postfix's default would too).
             s.send_message(msg, from_addr=mail_from, to_addrs=[rcpt], rcpt_options=[f"NOTIFY={notify}"])
         return mid
+
+    def receive_from_internet(self, mail_from: str, rcpt: str, raw: bytes) -> tuple[int, bytes]:
+        """A remote MX hands Postfix a message (from 127.0.0.1, outside mynetworks); the reply to RCPT or DATA."""
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as s:
+            s.ehlo("mx.remote.example")
+            s.mail(mail_from)
+            code, reply = s.rcpt(rcpt)
+            if code != 250:
+                return code, reply
+            return s.data(raw)
 
     def flush(self) -> None:
         """``postqueue -f``: try every deferred message now."""

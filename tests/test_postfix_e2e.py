@@ -4,7 +4,8 @@ One Postfix instance of our own (``tests/postfix_instance.py``: temp config and 
 queue timers in seconds) sends campaign mail whose envelope sender is a signed bouncd return path to
 (a) a local user that does not exist (local(8): 5.1.1), (b) a domain that does not resolve (smtp(8):
 5.4.4), (c) a mailbox that answers ``452 4.2.2`` (deferred: a delay notice after ``delay_warning_time``,
-then the failure after ``maximal_queue_lifetime``). Postfix writes the DSNs itself and routes them by the
+then the failure after ``maximal_queue_lifetime``). A remote MX also hands Postfix a DSN for a signed
+return path, accepted through ``relay_domains``. Postfix writes the DSNs itself and routes them by the
 return path's domain, as the README's "Connect your mail server" section says: ``smtp.bounces.test`` to
 ``bouncd serve``, ``lmtp.bounces.test`` to ``bouncd serve --lmtp``, ``pipe.bounces.test`` through a
 pipe(8) service to ``bouncd ingest -`` (the installed wheel, run as ``nobody``).
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from bouncd.cli import main as cli_main
 from bouncd.config import VerpSettings
 from bouncd.db import upgrade
 from bouncd.db.session import make_engine
+from tests.conftest import HARD, dsn_for
 from tests.postfix_instance import PostfixInstance, free_port, wait_for, why_no_postfix
 from tests.test_daemon import Daemon
 from tests.wheel_venv import InstalledWheel, installed_wheel
@@ -180,7 +183,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         }
         postfix = PostfixInstance(
             transport,
-            settings={"maximal_queue_lifetime": "8s", "bouncd_destination_recipient_limit": "1"},
+            # relay_domains: remote MXs hand Postfix their bounces for our bounce domains (README).
+            settings={"maximal_queue_lifetime": "8s", "bouncd_destination_recipient_limit": "1",
+                      "relay_domains": " ".join(f"{r}.bounces.test" for r in ROUTES)},
             pipe_argv=pipe_argv(wheel, pipe.config),
             pipe_user=PIPE_USER,
         )
@@ -213,6 +218,14 @@ def test_postfix_bounces_reach_bouncd_over_smtp_lmtp_and_pipe_with_the_right_ver
         world.postfix.send(signed(route, f"full-{route}@defer.test"), f"full-{route}@defer.test", f"c {route}")
     # An unsigned return path (what a forger can write): Postfix bounces it too, bouncd must not act on it.
     world.postfix.send("bounces+unsigned-smtp=mx.bouncd.test@smtp.bounces.test", "unsigned-smtp@mx.bouncd.test", "d smtp")
+    # A remote MX returns a bounce to the signed return path; Postfix relays it to bouncd (relay_domains).
+    for route in ROUTES:
+        remote = f"remote-{route}@example.net"
+        code, reply = world.postfix.receive_from_internet("", signed(route, remote), dsn_for(HARD, remote, datetime.now(UTC)))
+        assert code == 250, reply
+    # ... but Postfix relays nothing else for the Internet (defer_unauth_destination: 454, never accepted).
+    code, reply = world.postfix.receive_from_internet("", "someone@elsewhere.example", b"Subject: x\r\n\r\nx\r\n")
+    assert code in (454, 554) and b"Relay access denied" in reply, (code, reply)
     settle(world)
     log = world.postfix.maillog()
     assert "sender delay notification" in log, "no delay warning was generated"
@@ -222,7 +235,9 @@ def test_postfix_bounces_reach_bouncd_over_smtp_lmtp_and_pipe_with_the_right_ver
         db = world.dbs[route]
         gone, nx, full = f"gone-{route}@mx.bouncd.test", f"someone@nx-{route}.invalid", f"full-{route}@defer.test"
 
-        for address, reason, status in ((gone, "userunknown", "5.1.1"), (nx, "hostunknown", "5.4.4")):
+        remote = f"remote-{route}@example.net"
+        dead = ((gone, "userunknown", "5.1.1"), (nx, "hostunknown", "5.4.4"), (remote, "userunknown", "5.1.1"))
+        for address, reason, status in dead:
             c = contact(db, address)
             assert c is not None, f"{route}: no contact {address}"
             assert c["dnc"] is True, f"{route}: {address} not DNC: {c}"
@@ -242,17 +257,17 @@ def test_postfix_bounces_reach_bouncd_over_smtp_lmtp_and_pipe_with_the_right_ver
 
         # Nothing else changed: exactly these two DNC contacts, every message processed, none parked.
         s = stats(db)
-        assert s["dnc_contacts"] == 2, f"{route}: {s}"
+        assert s["dnc_contacts"] == 3, f"{route}: {s}"
         assert set(s["messages"]) == {"processed"}, f"{route}: {s}"
         dnc_list = cli_json("dnc", "list", "--db", db)
-        assert sorted(d["address"] for d in dnc_list) == sorted([gone, nx])
+        assert sorted(d["address"] for d in dnc_list) == sorted([gone, nx, remote])
 
     unsigned = contact(world.dbs["smtp"], "unsigned-smtp@mx.bouncd.test")
     assert unsigned is None or (unsigned["dnc"] is False and unsigned["trail"] == []), unsigned
     # Each route received only its own bounces (the return path's domain picked the route).
-    assert stats(world.dbs["smtp"])["messages"]["processed"] == 5
-    assert stats(world.dbs["lmtp"])["messages"]["processed"] == 4
-    assert stats(world.dbs["pipe"])["messages"]["processed"] == 4
+    assert stats(world.dbs["smtp"])["messages"]["processed"] == 6
+    assert stats(world.dbs["lmtp"])["messages"]["processed"] == 5
+    assert stats(world.dbs["pipe"])["messages"]["processed"] == 5
 
 
 @pytest.mark.postgres
