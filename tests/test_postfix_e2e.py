@@ -13,7 +13,8 @@ pipe(8) service to ``bouncd ingest -`` (the installed wheel, run as ``nobody``).
 The retry drill: the database goes away, bouncd answers 451 (serve) or exits 75 (pipe), Postfix keeps
 the bounces queued; the database comes back, ``postqueue -f``, every bounce is recorded exactly once.
 
-Skips when Postfix is not installed or we are not root (``.ci/run`` installs it and runs as root).
+Skips when Postfix is not installed or we are not root; ``.ci/run`` installs it, runs as root and sets
+``BOUNCD_REQUIRE_POSTFIX=1`` so that there a skip is a failure.
 """
 
 from __future__ import annotations
@@ -46,8 +47,21 @@ from tests.postfix_instance import PostfixInstance, free_port, wait_for, why_no_
 from tests.test_daemon import Daemon
 from tests.wheel_venv import InstalledWheel, installed_wheel
 
+REQUIRE_POSTFIX = os.environ.get("BOUNCD_REQUIRE_POSTFIX", "") not in ("", "0")  # set by .ci/run
 _why = why_no_postfix()
-pytestmark = pytest.mark.skipif(_why is not None, reason=f"Postfix end-to-end tests skipped: {_why}")
+
+
+def _unavailable(why: str) -> None:
+    if REQUIRE_POSTFIX:
+        pytest.fail(f"Postfix end-to-end tests required (BOUNCD_REQUIRE_POSTFIX) but {why}")
+    pytest.skip(f"Postfix end-to-end tests skipped: {why}")
+
+
+@pytest.fixture(autouse=True)
+def _postfix_available() -> None:
+    """Skip (or, in CI, fail) when no Postfix can run here."""
+    if _why is not None:
+        _unavailable(_why)
 
 SECRET = "e2e-test-secret-0123456789"
 PIPE_USER = "nobody"
@@ -155,7 +169,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     """Start everything for one test; stop and remove it all afterwards."""
     wheel = installed_wheel()
     if isinstance(wheel, str) or not wheel.system_python:
-        pytest.skip(f"the pipe(8) route needs the wheel installed with a Python any user can run: {wheel}")
+        _unavailable(f"the pipe(8) route needs the wheel installed with a Python any user can run: {wheel}")
     cleanups: list[Callable[[], object]] = []
     try:
         mx = DeferringMX()
@@ -279,7 +293,7 @@ def test_retry_drill_database_down_451_postfix_keeps_the_bounces_then_each_is_re
 
     wheel = installed_wheel()
     if isinstance(wheel, str) or not wheel.system_python:
-        pytest.skip(f"the pipe(8) route needs the wheel installed with a Python any user can run: {wheel}")
+        _unavailable(f"the pipe(8) route needs the wheel installed with a Python any user can run: {wheel}")
     db = fresh_postgres_url(postgres_server)
     dbname = db.rsplit("/", 1)[1]
     engine = make_engine(db)
