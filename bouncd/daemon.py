@@ -101,12 +101,12 @@ def inherited_socket() -> socket.socket | None:
 
 def make_store_batch(engine: Engine) -> StoreBatch:
     """The blocking group-commit body: store every message of the batch in one transaction."""
-    from bouncd.db.repo import store_inbound
+    from bouncd.db.repo import store_inbound_batch
     from bouncd.db.session import transaction
 
     def store_batch(items: Sequence[Inbound]) -> Sequence[object]:
         with transaction(engine) as session:
-            return store_inbound(session, items)
+            return store_inbound_batch(session, items)
 
     return store_batch
 

@@ -365,3 +365,22 @@ class _unwritable:
             subprocess.run(["chattr", "-i", *map(str, self.paths)], check=True)
         else:
             self._pg(False)
+
+
+def test_batch_store_marks_duplicates_within_and_across_batches(engine: Engine) -> None:
+    """The group-commit store: same bytes twice in one batch, or already stored, map to one row each."""
+    from bouncd.db.repo import store_inbound_batch
+    from bouncd.records import Inbound
+
+    def item(raw: bytes) -> Inbound:
+        return Inbound(raw=raw, received_at=NOW, mail_from="", rcpt_tos=("b@bounces.example.org",), peer="127.0.0.1:1")
+
+    a, b, c = (dsn_for(HARD, f"{x}@example.net", NOW) for x in "abc")
+    with transaction(engine) as s:
+        (first,) = store_inbound_batch(s, [item(c)])
+    with transaction(engine) as s:
+        refs = store_inbound_batch(s, [item(a), item(b), item(a), item(c)])
+    assert [r.duplicate for r in refs] == [False, False, True, True]
+    assert refs[0].message_id == refs[2].message_id and refs[3].message_id == first.message_id
+    assert len({r.message_id for r in refs}) == 3
+    assert len(_stored(engine)) == 3

@@ -1,0 +1,412 @@
+"""SMTP load benchmark: bouncd (durable acceptance, processing loop running) vs a do-nothing aiosmtpd handler.
+
+One run measures, on this machine and over loopback only:
+
+- ``noop``: aiosmtpd with a handler that answers 250 and keeps nothing (the ceiling);
+- ``bouncd-sqlite``: ``bouncd serve`` on a SQLite file (WAL, synchronous=FULL), processing running;
+- ``bouncd-postgres``: ``bouncd serve`` on a PostgreSQL server this script starts (skipped without binaries).
+
+Each target gets the same load: ``--connections`` concurrent SMTP sessions (default 32), each sending
+messages back to back over one connection (as an MTA's connection cache does), ``--messages`` in total.
+Printed per target: accepted msgs/s, ratio to noop, latency p50/p99 (MAIL FROM to the reply after DATA),
+lost messages (got 250 but not in the database), time for the backlog to drain after the load ends and
+the processing rate, and the peak resident memory of the server's processes (sampled four times during
+the run too, to show it stays flat).
+
+    .venv/bin/python bench/smtp_bench.py                       # 20,000 messages per target
+    .venv/bin/python bench/smtp_bench.py --messages 100000     # the long run
+    .venv/bin/python bench/smtp_bench.py --only bouncd-sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RCPT = b"b@bounces.example.org"
+
+DSN = (
+    "From: MAILER-DAEMON@mx.example.net\r\n"
+    "To: bounces@example.org\r\n"
+    "Subject: Undelivered Mail Returned to Sender\r\n"
+    "Date: Mon, 02 Nov 2026 09:30:00 +0000\r\n"
+    "Message-ID: <dsn-{n}@mx.example.net>\r\n"
+    "MIME-Version: 1.0\r\n"
+    'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+    "\r\n--B\r\nContent-Type: text/plain\r\n\r\n"
+    "This is the mail system at host mx.example.net. Your message could not be delivered.\r\n"
+    "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+    "Reporting-MTA: dns; mx.example.net\r\nArrival-Date: Mon, 02 Nov 2026 09:30:00 +0000\r\n\r\n"
+    "Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n"
+    "Remote-MTA: dns; mx.remote.example\r\nDiagnostic-Code: smtp; {diag}\r\n"
+    "\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    "Message-ID: <campaign-{n}@example.org>\r\nFrom: news@example.org\r\nTo: {rcpt}\r\nSubject: Our newsletter\r\n"
+    "\r\n--B--\r\n"
+)
+KINDS = (
+    ("5.1.1", "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table"),
+    ("4.2.2", "452 4.2.2 <{rcpt}>: Mailbox full, over quota"),
+    ("5.7.1", "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"),
+)
+
+
+def message(n: int, run: str) -> bytes:
+    """A realistic one-recipient DSN, distinct per (run, n): a hard, a soft and a spam-block mix."""
+    rcpt = f"user{n}.{run}@example.net"
+    status, diag = KINDS[n % len(KINDS)]
+    return DSN.format(n=f"{run}-{n}", rcpt=rcpt, status=status, diag=diag.format(rcpt=rcpt)).encode()
+
+
+# --- load generator -------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What the clients saw."""
+
+    acked: int = 0
+    refused: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def _reply(reader: asyncio.StreamReader) -> int:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def _session(port: int, numbers: list[int], run: str, load: Load) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await _reply(reader)
+        writer.write(b"EHLO bench.example\r\n")
+        await _reply(reader)
+        while numbers:
+            n = numbers.pop()
+            body = message(n, run).replace(b"\r\n.", b"\r\n..")
+            t0 = time.perf_counter()
+            writer.write(b"MAIL FROM:<>\r\n")
+            await _reply(reader)
+            writer.write(b"RCPT TO:<" + RCPT + b">\r\n")
+            await _reply(reader)
+            writer.write(b"DATA\r\n")
+            if await _reply(reader) != 354:
+                load.errors += 1
+                continue
+            writer.write(body + b".\r\n")
+            code = await _reply(reader)
+            load.latencies.append(time.perf_counter() - t0)
+            if code == 250:
+                load.acked += 1
+            else:
+                load.refused += 1
+        writer.write(b"QUIT\r\n")
+        await _reply(reader)
+    except (ConnectionError, OSError):
+        load.errors += 1
+    finally:
+        writer.close()
+
+
+async def _drive(port: int, total: int, connections: int, run: str) -> Load:
+    numbers = list(range(total, 0, -1))
+    load = Load()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_session(port, numbers, run, load) for _ in range(connections)))
+    load.seconds = time.perf_counter() - t0
+    return load
+
+
+def drive(port: int, total: int, connections: int, run: str) -> Load:
+    """Send ``total`` messages over ``connections`` concurrent sessions; one event loop, this process."""
+    return asyncio.run(_drive(port, total, connections, run))
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+def _noop_server(port_file: str) -> None:
+    """A do-nothing aiosmtpd server (the same SMTP protocol class bouncd uses): 250 for every message."""
+    from aiosmtpd.smtp import SMTP
+
+    class Noop:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+            return "250 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(Noop(), hostname="noop", ident="noop"), "127.0.0.1", 0, backlog=1024)
+        Path(port_file).write_text(str(server.sockets[0].getsockname()[1]))
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    asyncio.run(main())
+
+
+class Server:
+    """A server process and the port it listens on."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], workdir: Path, port_file: Path | None = None) -> None:
+        self.proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if port_file is None:
+            assert self.proc.stderr is not None
+            line = self.proc.stderr.readline().decode()
+            if "listening on" not in line:
+                raise SystemExit(f"server did not start: {line}{self.proc.stderr.read().decode()}")
+            self.port = int(line.split("listening on ")[1].split(" ")[0].rsplit(":", 1)[1])
+            threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        else:
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text():
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("noop server did not start")
+                time.sleep(0.05)
+            self.port = int(port_file.read_text())
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and all its descendants, in MiB."""
+        pids, total = {self.proc.pid}, 0
+        changed = True
+        stats = []
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+                stats.append((int(stat.split("/")[2]), int(fields[1])))
+            except (OSError, IndexError, ValueError):
+                continue
+        while changed:
+            changed = False
+            for pid, ppid in stats:
+                if ppid in pids and pid not in pids:
+                    pids.add(pid)
+                    changed = True
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        return total / 1024
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_postgres(base: Path) -> tuple[str, list[str], Path] | None:
+    """A throwaway PostgreSQL server (durable: fsync on), or None when no server binaries exist."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        return None
+    bindir = Path(found[-1]).parent
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = base / "pg"
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True, cwd=base)  # fmt: skip
+    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100"
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "pg.log"), "-w", "start"],
+                   check=True, capture_output=True, cwd=base)  # fmt: skip
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", [*prefix, str(bindir / "pg_ctl"), "-D", str(data)], base
+
+
+def _pending(url: str) -> tuple[int, int]:
+    from sqlalchemy import func, select
+
+    from bouncd.db.models import Message
+    from bouncd.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(Message)).scalar_one()
+            pending = conn.execute(select(func.count()).select_from(Message).where(Message.state == "pending")).scalar_one()
+        return int(total), int(pending)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Result:
+    """One target's numbers."""
+
+    name: str
+    load: Load
+    stored: int | None = None
+    drain_seconds: float | None = None
+    processed_rate: float | None = None
+    peak_mb: float = 0.0
+    undrained: int = 0
+    rss_samples: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.load.acked / self.load.seconds if self.load.seconds else 0.0
+
+
+def run_target(name: str, server: Server, args: argparse.Namespace, url: str | None) -> Result:
+    """Load one server, then (bouncd) check nothing was lost and wait for the backlog to drain."""
+    peak = [server.rss_mb()]
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.25):
+            peak.append(server.rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    chunks = 4
+    load = Load()
+    t_start = time.perf_counter()
+    for i in range(chunks):  # four equal parts, so the memory can be read at each quarter of the run
+        part = drive(server.port, args.messages // chunks, args.connections, f"{name}{i}")
+        load.acked += part.acked
+        load.refused += part.refused
+        load.errors += part.errors
+        load.latencies += part.latencies
+        load.seconds += part.seconds
+        samples.append(server.rss_mb())
+    result = Result(name, load, rss_samples=samples)
+    if url is not None:
+        total, pending = _pending(url)
+        result.stored = total
+        t_end = time.perf_counter()
+        while pending and not args.no_processing and time.perf_counter() - t_end < args.drain_timeout:
+            time.sleep(0.05)
+            total, pending = _pending(url)
+        if not args.no_processing:
+            result.drain_seconds = time.perf_counter() - t_end
+            result.processed_rate = (total - pending) / (time.perf_counter() - t_start)
+            result.undrained = pending
+    done.set()
+    sampler.join()
+    result.peak_mb = max(peak)
+    return result
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def report(results: list[Result], args: argparse.Namespace) -> None:
+    """Print one row per target and the ratios to the do-nothing handler."""
+    noop = next((r for r in results if r.name == "noop"), None)
+    print(f"\nSMTP load: {args.messages} messages per target, {args.connections} concurrent connections, loopback, "
+          f"{os.cpu_count()} cores")  # fmt: skip
+    head = f"{'target':<16} {'msgs/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'250s':>7} {'lost':>5} " \
+           f"{'drain s':>8} {'proc/s':>7} {'peak MiB':>9}  RSS by quarter (MiB)"  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        ratio = f"{r.rate / noop.rate:.2f}" if noop and noop.rate else "-"
+        lost = "-" if r.stored is None else str(max(0, r.load.acked - r.stored))
+        drain = "-" if r.drain_seconds is None else f"{r.drain_seconds:.1f}"
+        proc = "-" if r.processed_rate is None else f"{r.processed_rate:.0f}"
+        quarters = " ".join(f"{x:.0f}" for x in r.rss_samples)
+        print(f"{r.name:<16} {r.rate:>8.0f} {ratio:>6} {_pct(r.load.latencies, 50) * 1000:>7.1f} "
+              f"{_pct(r.load.latencies, 99) * 1000:>7.1f} {r.load.acked:>7} {lost:>5} {drain:>8} {proc:>7} "
+              f"{r.peak_mb:>9.0f}  {quarters}")  # fmt: skip
+        if r.undrained:
+            print(f"  ({r.undrained} messages still unprocessed after --drain-timeout {args.drain_timeout:.0f} s)")
+        if r.load.refused or r.load.errors:
+            print(f"  ({r.load.refused} replies other than 250, {r.load.errors} session errors)")
+    print("\nratio: accepted msgs/s relative to the do-nothing aiosmtpd handler (target >= 0.70).")
+    print("lost: messages answered 250 that are not in the database (must be 0).")
+    print("drain s: seconds after the load ended until every stored message was processed;")
+    print("proc/s: messages processed per second from the start of the load until the backlog was empty.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=20_000, help="messages per target (default 20000)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent SMTP sessions (default 32)")
+    parser.add_argument("--only", action="append", choices=("noop", "bouncd-sqlite", "bouncd-postgres"))
+    parser.add_argument("--workers", type=int, default=1, help="bouncd --workers (default 1)")
+    parser.add_argument("--no-processing", action="store_true", help="run bouncd without its processing loop")
+    parser.add_argument("--drain-timeout", type=float, default=300.0, help="longest wait for the backlog (s)")
+    parser.add_argument("--serve-noop", metavar="PORT_FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_noop:
+        _noop_server(args.serve_noop)
+        return 0
+    targets = args.only or ["noop", "bouncd-sqlite", "bouncd-postgres"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOUNCD_LOG_LEVEL": "warning", "BOUNCD_LOG_FORMAT": "json"}
+    env.pop("BOUNCD_CONFIG", None)
+    if args.no_processing:
+        env["BOUNCD_PROCESSING_PROCESSES"] = "0"
+    results: list[Result] = []
+    base = Path(tempfile.mkdtemp(prefix="bouncd-bench-"))
+    pg: tuple[str, list[str], Path] | None = None
+    try:
+        for name in targets:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            if name == "noop":
+                port_file = base / "noop.port"
+                server = Server([sys.executable, __file__, "--serve-noop", str(port_file)], env, base, port_file)
+                url = None
+            else:
+                if name == "bouncd-sqlite":
+                    url = f"sqlite:///{base / 'bench.sqlite3'}"
+                else:
+                    # Its own top-level temp dir: the server runs as "postgres" and must reach it.
+                    pg = start_postgres(Path(tempfile.mkdtemp(prefix="bouncd-bench-pg-")))
+                    if pg is None:
+                        print("  skipped: no PostgreSQL server binaries", file=sys.stderr)
+                        continue
+                    url = pg[0]
+                cmd = [sys.executable, "-m", "bouncd", "serve", "--listen", "127.0.0.1:0", "--db", url,
+                       "--bounce-domain", "bounces.example.org", "--workers", str(args.workers)]  # fmt: skip
+                server = Server(cmd, env, base)
+            try:
+                results.append(run_target(name, server, args, url))
+            finally:
+                server.stop()
+    finally:
+        if pg is not None:
+            subprocess.run([*pg[1], "-m", "fast", "stop"], capture_output=True)
+            shutil.rmtree(pg[2], ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+    report(results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
