@@ -199,6 +199,9 @@ CASES = [
     ("Gmail PTR requirement", fail("421-4.7.0 The IP address sending this message does not have a PTR record, or the "
                                    "corresponding forward DNS entry does not point to the sending IP. - gsmtp", "4.7.0",
                                    "421", mta="gmail-smtp-in.l.google.com"), "requireptr", False),
+    ("Tencent 'mailbox unavailable or access denied' is their rate limit, not a dead address",
+     fail("550 Mailbox unavailable or access denined [MXXXX]", "5.0.0", "550", "RCPT", rcpt="neko@qq.com"),
+     "speeding", False),
     ("Yahoo TSS04 deferral is the sender's reputation",
      fail("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user "
           "complaints", "4.7.0", "421", "MAIL", mta="mta5.am0.yahoodns.net"), "badreputation", False),
