@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bouncd.classify import PROVIDER_RULES, PROVIDERS, STATUS_RULES, TEXT_RULES, classify
 from bouncd.classify.command import infer_command
+from bouncd.classify.providers import providers_for
 from bouncd.classify.rules import normalize
 from bouncd.classify.status import reason_for_status
 from bouncd.records import Failure, Kind, Reason
@@ -347,3 +348,19 @@ def test_a_huge_diagnostic_is_classified_from_its_head_quickly() -> None:
     """Quoted mail pasted into a diagnostic does not slow classification down or change the verdict."""
     f = fail("550 5.1.1 <kijitora@example.jp>... User unknown " + "x" * 2_000_000, "5.1.1", "550", "RCPT")
     assert classify(f).reason == "userunknown"
+
+
+@pytest.mark.parametrize(("mta", "rcpt", "text", "names"), [
+    ("smtp-in.orange.fr", "a@example.org", "", ("franceptt",)),
+    (None, "a@wanadoo.fr", "", ("franceptt",)),
+    (None, "a@sub.docomo.ne.jp", "", ("nttdocomo",)),
+    (None, "a@notdocomo.ne.jp", "", ()),
+    (None, "a@example.org", "550 5.4.1 access denied [am0pr01.prod.protection.outlook.com]", ("microsoft",)),
+    ("mta5.am0.yahoodns.net", "a@example.org", "", ("yahoo",)),
+    (None, "a@example.org", "550 no such user", ()),
+])
+def test_providers_are_recognised_by_host_quoted_host_or_recipient_domain(
+    mta: str | None, rcpt: str, text: str, names: tuple[str, ...]
+) -> None:
+    """A provider is known by the remote MTA, a host named in its reply, or the recipient's domain (not a lookalike)."""
+    assert providers_for(mta, rcpt, text) == names
