@@ -226,3 +226,56 @@ def test_memory_does_not_grow_over_many_hostile_messages() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 2_000_000, f"memory grew by {grown} bytes over 5 rounds"
+
+
+class _Broken:
+    """A store that fails the way our own bugs would: any exception type, any message."""
+
+    def __init__(self) -> None:
+        self.error: BaseException = RuntimeError("boom")
+
+    def __call__(self, items: object) -> list[object]:
+        raise self.error
+
+
+@pytest.fixture(scope="module")
+def broken_listener() -> Iterator[tuple[Running, _Broken]]:
+    """A listener whose store always raises (swapped in through Listener's store_batch)."""
+    import asyncio
+    import threading
+
+    from bouncd.daemon import Listener, bind_socket
+
+    broken = _Broken()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    listener = Listener(_settings(), broken)
+    host, port = asyncio.run_coroutine_threadsafe(listener.start(bind_socket("127.0.0.1", 0)), loop).result(30)
+    running = Running.__new__(Running)  # only host/port are used by the test
+    running.host, running.port = host, port
+    yield running, broken
+    asyncio.run_coroutine_threadsafe(listener.stop(grace=2), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    error=st.sampled_from([ValueError("x"), KeyError("k"), TypeError("t"), RuntimeError("r"), OSError(28, "No space left"),
+                           UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), ZeroDivisionError(), AssertionError("a")]),
+    raw=st.one_of(hostile_mime(max_line=50_000), mutated_fixture()),
+)  # fmt: skip
+def test_our_own_failure_while_storing_is_never_a_5xx(
+    broken_listener: tuple[Running, _Broken], error: Exception, raw: bytes
+) -> None:
+    """Whatever our store raises, the sender gets 451 4.3.0 (retry later), never a permanent 5xx."""
+    running, broken = broken_listener
+    broken.error = error
+    with smtplib.SMTP(running.host, running.port, timeout=30) as c:
+        c.ehlo("fuzz.example")
+        c.mail("")
+        assert c.rcpt("b@bounces.example.org")[0] == 250
+        code, reply = c.data(raw)
+    assert code == 451 and reply.startswith(b"4.3.0"), (code, reply)
