@@ -13,8 +13,9 @@ Decision order for one failure (the first step that names a reason decides):
 8. the reply code (RFC 7504 ``521``/``556``: the domain accepts no mail; ``525``: account disabled);
 9. the action (``delayed`` -> expired), else onhold (something was said) or undefined.
 
-Hardness follows from the reason (a dead address), never from the status class alone - except that a
-temporary failure (4xx reply, 4.X.X status, or a delay notice) is never hard. Words meaning
+Hardness follows from the reason (a dead address), never from the status class alone. A delay notice is
+never hard; a temporary failure (4xx reply, 4.X.X status) is hard only when its final report says "user
+unknown" at ``RCPT TO`` or with an X.1.1 status (``450 4.1.1 user unknown``: the class lies). Words meaning
 "no such user" make a bounce hard only when they answered ``RCPT TO`` or carry an address status
 (``X.1.1``, the reporting MTA's own verdict); after ``DATA`` or with nothing to place them they mean a
 recipient-side filter (RFC 5321 §3.3: recipients are validated at ``RCPT``; Japanese carriers answer
@@ -94,9 +95,14 @@ def _verdict(reason: str, f: Failure, rule_id: str, evidence: str) -> Verdict:
         # A final failure that says the domain takes no mail (RFC 7505 null MX wording) but carries no
         # code: the report itself is the permanent verdict.
         hard = True
-    if hard and (f.action == "delayed" or _is_temporary(f)):
-        # A 4xx reply or 4.X.X status is the server's own "try again" (RFC 5321 §4.2.1, RFC 3463 §3.1),
-        # and a delay notice is not a failure yet: whatever the words, not a dead address today.
+    if hard and f.action == "delayed":
+        # A delay notice is not a failure yet (RFC 3464 §2.3.3): the MTA is still retrying.
+        hard = False
+    elif hard and _is_temporary(f) and not (reason == "userunknown" and rule_id.endswith((".rcpt", ".address-status"))):
+        # A 4xx reply or 4.X.X status is the server's own "try again" (RFC 5321 §4.2.1, RFC 3463 §3.1).
+        # The one exception is a *final* report of "user unknown" answered to RCPT TO or with an X.1.1
+        # status (e.g. Postfix returning mail after ``450 4.1.1 ... User unknown`` for its whole queue
+        # lifetime, or ``unknown_local_recipient_reject_code = 450``): the class lies, the address is dead.
         hard = False
     return Verdict(reason, hard, rule_id, evidence)
 
