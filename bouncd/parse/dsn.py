@@ -114,6 +114,40 @@ def fill_from_text(failures: list[Failure], explained: tuple[Failure, ...]) -> l
     return out
 
 
+# Mail gateways that send a DSN whose Diagnostic-Code carries the next hop's RCPT reply without saying
+# so: for them, "no such user" wording is a recipient refused at RCPT TO, not a filter's words.
+# (gateway, gate on the bounce's own headers, pattern in the diagnostic, rule id)
+_GATEWAY_HINTS: tuple[tuple[str, re.Pattern[str], re.Pattern[str], str], ...] = (
+    (
+        "x-nai-header",  # McAfee Email Gateway / Email and Web Security appliances
+        re.compile(r"Modified by McAfee", re.I),
+        re.compile(r"\bUser \(.+@.+\) unknown\b|\bUnknown user\b|\bUser not exist|\bNo such user\b", re.I),
+        "mcafee.user-unknown",
+    ),
+    (
+        "from",  # Symantec / Broadcom MessageLabs
+        re.compile(r"@messagelabs\.com\b", re.I),
+        re.compile(r"\bNo such user\b|\bUnknown user\b|\bUser unknown\b|\bmailbox (?:not found|unavailable)\b", re.I),
+        "messagelabs.user-unknown",
+    ),
+)
+
+
+def gateway_hints(mail: Mail, failures: list[Failure]) -> list[Failure]:
+    """Set a userunknown hint where a known gateway relays the next hop's RCPT refusal."""
+    for header, gate, pattern, rule_id in _GATEWAY_HINTS:
+        if not gate.search(mail.header(header)):
+            continue
+        out = []
+        for f in failures:
+            m = pattern.search(f.diagnostic) if f.diagnostic and not f.reason_hint else None
+            if m and f.action != "delayed":
+                f = dataclasses.replace(f, reason_hint="userunknown", hint_rule=rule_id, hint_evidence=m.group(0))
+            out.append(f)
+        return out
+    return failures
+
+
 class RFC3464:
     """Standard DSNs: a message/delivery-status part with one block per recipient.
 
@@ -164,6 +198,7 @@ class RFC3464:
             explained = self.explain(mail)
             if explained:
                 failures = fill_from_text(failures, explained)
+        failures = gateway_hints(mail, failures)
         headers = mail.original_headers()
         return Parsed(
             kind=kind_of(failures),

@@ -215,6 +215,15 @@ class InterScanMSS(TextDetector):
         recipient=re.compile(r"^(?=(?P<rest>.*))\s*(?:Reason:\s*)?Unable to deliver message to " + ADDRESS),
         frame=re.compile(r"^\*{5,}.*$"),
         require_start=False,
+        hints=(
+            # InterScan words a recipient its next hop refused at RCPT TO this way; other failures
+            # (spam, size, virus) carry their own sentence and never this one.
+            Hint(
+                re.compile(r"Unable to deliver message to .*\(and other recipients in the same domain\)", re.I),
+                "userunknown",
+                "interscanmss.recipient-refused",
+            ),
+        ),
     )
 
 
