@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -185,3 +186,33 @@ def test_unsupported_urls_say_so(url: str) -> None:
     """An unsupported or malformed database URL is a configuration error in plain words."""
     with pytest.raises(ConfigError):
         make_engine(url)
+
+
+def _upgrade_worker(url: str, barrier: Any, out: Any) -> None:
+    """Child process: migrate the database at the same moment as the others."""
+    from bouncd.db import upgrade
+
+    engine = make_engine(url)
+    barrier.wait(timeout=60)
+    try:
+        upgrade(engine)
+        out.put("ok")
+    except Exception as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+    engine.dispose()
+
+
+def test_processes_starting_at_once_migrate_the_database_once(db_url: str) -> None:
+    """Several daemons starting together against an empty database all come up; the schema is created once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_upgrade_worker, args=(db_url, barrier, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert results == ["ok", "ok", "ok"]
+    assert current_revision(make_engine(db_url)) == head_revision()
