@@ -128,6 +128,14 @@ class Client:
                 session, addr, on=False, source="manual", actor=actor, note=note, now=datetime.now(UTC), create=False
             )
 
+    def set_external_id(self, address: str, external_id: str | None) -> None:
+        """Link the contact to the app's own id (created if new); None removes the link. DNC is untouched."""
+        addr = require_address(address)
+        if external_id is not None and not 0 < len(external_id) <= 200:
+            raise UsageError("external_id must be 1 to 200 characters")
+        with transaction(self.engine) as session:
+            repo.lock_contact(session, addr, datetime.now(UTC)).external_id = external_id
+
 
 @cache
 def default_client() -> Client:

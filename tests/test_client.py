@@ -101,3 +101,16 @@ def test_module_functions_use_the_configured_database(monkeypatch: pytest.Monkey
     finally:
         client.default_client().engine.dispose()
         client.default_client.cache_clear()
+
+
+def test_an_external_id_links_the_contact_and_leaves_dnc_alone(api: Client, engine: Engine) -> None:
+    """Apps may store their own id on the contact; it shows in the status view."""
+    api.set_dnc("erin@example.com", note="asked")
+    api.set_external_id("erin@example.com", "crm-42")
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT external_id, dnc FROM contact_status WHERE address = 'erin@example.com'")).one()
+    assert row.external_id == "crm-42" and bool(row.dnc)
+    with pytest.raises(UsageError):
+        api.set_external_id("erin@example.com", "")
