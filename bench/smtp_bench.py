@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RCPT = b"b@bounces.example.org"
@@ -150,7 +151,7 @@ def _noop_server(port_file: str) -> None:
     from aiosmtpd.smtp import SMTP
 
     class Noop:
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
             return "250 OK"
 
     async def main() -> None:
@@ -244,20 +245,41 @@ def start_postgres(base: Path) -> tuple[str, list[str], Path] | None:
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", [*prefix, str(bindir / "pg_ctl"), "-D", str(data)], base
 
 
-def _pending(url: str) -> tuple[int, int]:
-    from sqlalchemy import func, select
+class Backlog:
+    """Counts stored and unprocessed messages without getting in the daemon's way.
 
-    from bouncd.db.models import Message
-    from bouncd.db.session import make_engine
+    SQLite is read through a plain sqlite3 connection: a WAL reader takes no lock, whereas bouncd's engine
+    begins every transaction with BEGIN IMMEDIATE (the write lock) and would compete with the daemon.
+    """
 
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(Message)).scalar_one()
-            pending = conn.execute(select(func.count()).select_from(Message).where(Message.state == "pending")).scalar_one()
-        return int(total), int(pending)
-    finally:
-        engine.dispose()
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite: Any = None
+        self.engine: Any = None
+        if url.startswith("sqlite:///"):
+            import sqlite3
+
+            self.sqlite = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        else:
+            from bouncd.db.session import make_engine
+
+            self.engine = make_engine(url)
+
+    def counts(self) -> tuple[int, int]:
+        """(stored, pending)."""
+        q_all, q_pending = "SELECT count(*) FROM messages", "SELECT count(*) FROM messages WHERE state = 'pending'"
+        if self.sqlite is not None:
+            return int(self.sqlite.execute(q_all).fetchone()[0]), int(self.sqlite.execute(q_pending).fetchone()[0])
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(q_all)).scalar_one()), int(conn.execute(text(q_pending)).scalar_one())
+
+    def close(self) -> None:
+        if self.sqlite is not None:
+            self.sqlite.close()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 @dataclass
@@ -303,12 +325,14 @@ def run_target(name: str, server: Server, args: argparse.Namespace, url: str | N
         samples.append(server.rss_mb())
     result = Result(name, load, rss_samples=samples)
     if url is not None:
-        total, pending = _pending(url)
+        backlog = Backlog(url)
+        total, pending = backlog.counts()
         result.stored = total
         t_end = time.perf_counter()
         while pending and not args.no_processing and time.perf_counter() - t_end < args.drain_timeout:
-            time.sleep(0.05)
-            total, pending = _pending(url)
+            time.sleep(0.1)
+            total, pending = backlog.counts()
+        backlog.close()
         if not args.no_processing:
             result.drain_seconds = time.perf_counter() - t_end
             result.processed_rate = (total - pending) / (time.perf_counter() - t_start)

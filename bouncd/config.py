@@ -63,7 +63,7 @@ class SmtpSettings:
     allow_networks: tuple[str, ...] = ()  # empty: any client
     tls_cert: str = ""
     tls_key: str = ""
-    group_commit_ms: float = 2.0
+    group_commit_ms: float = 0.0
     workers: int = 1
     hostname: str = ""  # name in the 220 greeting; empty: this host's FQDN
     max_line_bytes: int = 1024 * 1024  # real DSNs (Amazon SES, GMX) exceed RFC 5321's 1000

@@ -48,6 +48,9 @@ log = structlog.get_logger("bouncd.daemon")
 
 SHUTDOWN_GRACE_SECONDS = 30.0  # mail transactions in progress get this long to finish on SIGTERM
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first socket passed by systemd
+# While mail is waiting for its commit the processing loop steps aside (SQLite has one write lock, and
+# every CPU cycle goes to the 250s), but never for longer than this: a steady stream cannot starve it.
+YIELD_MAX_SECONDS = 1.0
 
 
 class EventLike(Protocol):
@@ -128,19 +131,31 @@ def processing_loop(
     *,
     on_batch: Callable[[int, float], None] | None = None,
     parent_pid: int | None = None,
+    mail_waiting: Callable[[], bool] | None = None,
 ) -> int:
-    """Process stored messages until ``stop`` is set; sleep on ``wake`` (set after each commit) when idle."""
+    """Process stored messages until ``stop`` is set; sleep on ``wake`` (set after each commit) when idle.
+
+    With ``mail_waiting``, acceptance comes first: while it is true the loop pauses between messages
+    (for at most YIELD_MAX_SECONDS at a time) and takes one message per transaction, so the listener's
+    group commit never queues behind a long processing transaction.
+    """
     from bouncd.ingest import process_pending
 
     total = 0
+    last_turn = time.monotonic()
     while not stop.is_set():
         if parent_pid is not None and os.getppid() != parent_pid:
             log.warning("processing.orphaned")
             break
+        busy = mail_waiting is not None and mail_waiting()
+        if busy and time.monotonic() - last_turn < YIELD_MAX_SECONDS:
+            stop.wait(0.003)
+            continue
         wake.clear()  # cleared before the claim, so a commit that lands during it wakes the next round
+        last_turn = time.monotonic()
         started = time.perf_counter()
         try:
-            n = process_pending(engine, settings, limit=settings.processing.batch)
+            n = process_pending(engine, settings, limit=1 if mail_waiting is not None else settings.processing.batch)
         except StoreError as exc:
             # The database is down or locked: the messages are safe in it (or were never 250'd); retry.
             log.warning("processing.store_error", error=str(exc))
@@ -158,7 +173,7 @@ def processing_loop(
     return total
 
 
-def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, index: int, parent_pid: int) -> None:
+def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, busy: Any, index: int, parent_pid: int) -> None:
     """Entry point of a processing process."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; main decides
@@ -177,7 +192,7 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, index:
 
     engine = make_engine(settings.database.url)
     log.info("processing.started", pid=os.getpid())
-    total = processing_loop(engine, settings, stop, wake, parent_pid=parent_pid)
+    total = processing_loop(engine, settings, stop, wake, parent_pid=parent_pid, mail_waiting=lambda: busy.value > 0)
     engine.dispose()
     log.info("processing.stopped", processed=total)
 
@@ -192,6 +207,7 @@ class Listener:
     settings: Settings
     store_batch: StoreBatch
     on_commit: Callable[[int], None] | None = None
+    on_queue: Callable[[int], None] | None = None
     gate: Gate = field(init=False)
     committer: GroupCommitter = field(init=False)
     handler: BounceHandler = field(init=False)
@@ -199,7 +215,9 @@ class Listener:
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.settings)
-        self.committer = GroupCommitter(self.store_batch, wait_ms=self.settings.smtp.group_commit_ms, on_commit=self.on_commit)
+        self.committer = GroupCommitter(
+            self.store_batch, wait_ms=self.settings.smtp.group_commit_ms, on_commit=self.on_commit, on_queue=self.on_queue
+        )
         self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
 
     async def start(self, sock: socket.socket) -> tuple[str, int]:
@@ -232,6 +250,7 @@ async def _run_listener(
     settings: Settings,
     sock: socket.socket,
     wake: EventLike,
+    busy: Any,
     *,
     on_started: Callable[[tuple[str, int], Listener], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
@@ -243,7 +262,11 @@ async def _run_listener(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set())
+    def queued(delta: int) -> None:
+        with busy.get_lock():
+            busy.value += delta
+
+    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), on_queue=queued)
     where = await listener.start(sock)
     if on_started is not None:
         on_started(where, listener)
@@ -257,12 +280,12 @@ async def _run_listener(
     engine.dispose()
 
 
-def _listener_main(settings: Settings, sock: socket.socket, wake: EventLike, index: int) -> None:
+def _listener_main(settings: Settings, sock: socket.socket, wake: EventLike, busy: Any, index: int) -> None:
     """Entry point of listener worker ``index`` (1..N-1)."""
     _die_with_parent()
     configure_logging(settings.log_format, settings.log_level)
     structlog.contextvars.bind_contextvars(process=f"listener-{index}")
-    asyncio.run(_run_listener(settings, sock, wake))
+    asyncio.run(_run_listener(settings, sock, wake, busy))
 
 
 # --- serve ----------------------------------------------------------------------------------------
@@ -305,9 +328,10 @@ def serve(settings: Settings) -> int:
     host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
     ctx = mp.get_context("spawn")
     stop, wake = ctx.Event(), ctx.Event()
+    busy = ctx.Value("i", 0)  # messages waiting for their commit, across listener processes
     children: list[Any] = []
     for i in range(settings.processing.processes):
-        p = ctx.Process(target=_processor_main, args=(settings, stop, wake, i, os.getpid()), name=f"bouncd-processor-{i}")
+        p = ctx.Process(target=_processor_main, args=(settings, stop, wake, busy, i, os.getpid()), name=f"bouncd-processor-{i}")
         p.start()
         children.append(p)
     listeners: list[Any] = []
@@ -315,7 +339,7 @@ def serve(settings: Settings) -> int:
         # Socket activation hands us one socket: workers share it. Otherwise each binds its own with
         # SO_REUSEPORT and the kernel spreads connections across them.
         wsock = sock if activated else bind_socket(host, port, reuse_port=True)
-        w = ctx.Process(target=_listener_main, args=(settings, wsock, wake, i), name=f"bouncd-listener-{i}")
+        w = ctx.Process(target=_listener_main, args=(settings, wsock, wake, busy, i), name=f"bouncd-listener-{i}")
         w.start()
         if not activated:
             wsock.close()
@@ -343,7 +367,7 @@ def serve(settings: Settings) -> int:
                 w.terminate()  # SIGTERM: each worker shuts down gracefully on its own
 
     try:
-        asyncio.run(_run_listener(settings, sock, wake, on_started=started, on_stopping=stopping))
+        asyncio.run(_run_listener(settings, sock, wake, busy, on_started=started, on_stopping=stopping))
     finally:
         for w in listeners:
             w.join(SHUTDOWN_GRACE_SECONDS + 5)

@@ -95,11 +95,13 @@ class GroupCommitter:
         wait_ms: float = 2.0,
         max_batch: int = 500,
         on_commit: Callable[[int], None] | None = None,
+        on_queue: Callable[[int], None] | None = None,
     ) -> None:
         self._store_batch = store_batch
         self._wait = max(wait_ms, 0.0) / 1000.0
         self._max_batch = max_batch
         self._on_commit = on_commit
+        self._on_queue = on_queue  # +1 per message queued, -n when a batch is answered: "mail is waiting"
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = CommitStats()
@@ -115,6 +117,8 @@ class GroupCommitter:
             raise StoreError("the commit writer is not running")
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(item, fut))
+        if self._on_queue is not None:
+            self._on_queue(1)
         return await fut
 
     async def close(self) -> None:
@@ -143,6 +147,13 @@ class GroupCommitter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            await self._store(batch)
+        finally:
+            if self._on_queue is not None:
+                self._on_queue(-len(batch))
+
+    async def _store(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             refs = await asyncio.to_thread(self._store_batch, [p.item for p in batch])
