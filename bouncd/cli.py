@@ -340,7 +340,7 @@ def cmd_contact_show(args: argparse.Namespace) -> int:
     """``bouncd contact show ADDRESS``."""
     address = require_address(args.address)
     _settings, engine = open_store(args)
-    with transaction(engine) as session:
+    with transaction(engine, readonly=True) as session:
         contact = repo.find_contact(session, address)
         if contact is None:
             raise NotFound(f"unknown address: {address} (no contact recorded)")
@@ -389,7 +389,7 @@ def cmd_dnc_set(args: argparse.Namespace) -> int:
 def cmd_dnc_list(args: argparse.Namespace) -> int:
     """``bouncd dnc list``."""
     _settings, engine = open_store(args)
-    with transaction(engine) as session:
+    with transaction(engine, readonly=True) as session:
         rows = repo.list_dnc(session, args.limit)
     data = [{"address": c.address, "dnc_since": _iso(c.dnc_since), "source": c.dnc_source} for c in rows]
     emit(args, data, "".join(f"{d['address']}  {d['dnc_since']}  {d['source']}\n" for d in data) or "no contact is DNC")
@@ -400,7 +400,7 @@ def cmd_bounces_list(args: argparse.Namespace) -> int:
     """``bouncd bounces list``."""
     contact = require_address(args.contact) if args.contact else None
     _settings, engine = open_store(args)
-    with transaction(engine) as session:
+    with transaction(engine, readonly=True) as session:
         rows = repo.list_bounces(session, since=args.since, hard=args.hard, reason=args.reason, contact=contact, limit=args.limit)
     emit(args, [event_dict(e) for e in rows], "".join(f"{e.recipient}" + _event_line(e)[1:] for e in rows) or "no bounces")
     return EXIT_OK
@@ -409,7 +409,7 @@ def cmd_bounces_list(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """``bouncd stats``."""
     _settings, engine = open_store(args)
-    with transaction(engine) as session:
+    with transaction(engine, readonly=True) as session:
         data = repo.stats(session, args.since)
     lines = ["by kind: " + ", ".join(f"{k} {n}" for k, n in data["by_kind"].items())]
     lines += [f"  {r['reason']:<16} {'hard' if r['hard'] else 'soft'} {r['count']}" for r in data["by_reason"]]
@@ -422,7 +422,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_messages_show(args: argparse.Namespace) -> int:
     """``bouncd messages show ID [--raw]``."""
     _settings, engine = open_store(args)
-    with transaction(engine) as session:
+    with transaction(engine, readonly=True) as session:
         msg = repo.get_message(session, args.id)
         events = repo.events_of_message(session, msg.id)
         raw = repo.raw_bytes(msg)

@@ -94,7 +94,7 @@ class Client:
         addr = require_address(address)
         if category == "transactional":
             return True
-        with transaction(self.engine) as session:
+        with transaction(self.engine, readonly=True) as session:
             contact = repo.find_contact(session, addr)
             return contact is None or not contact.dnc
 

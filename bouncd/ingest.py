@@ -23,7 +23,7 @@ from bouncd.analyze import analyze
 from bouncd.config import Settings
 from bouncd.db import repo
 from bouncd.db.models import BounceEvent, Message
-from bouncd.db.session import transaction
+from bouncd.db.session import transaction, writer
 from bouncd.errors import StoreError
 from bouncd.policy import Decision, History, Observation, decide
 from bouncd.records import Inbound, RecipientResult, Report
@@ -311,7 +311,7 @@ def ingest_message(
         if arrival_override is not None and not ref.duplicate:
             repo.set_arrival_override(session, ref.message_id, _aware(arrival_override))
     if ref.duplicate:
-        with transaction(engine) as session:
+        with transaction(engine, readonly=True) as session:
             state = repo.get_message(session, ref.message_id).state
         return IngestResult(ref.message_id, True, state)
     result = process_one(engine, settings, message_id=ref.message_id, now=now)
@@ -405,11 +405,11 @@ def reprocess(
     make the listener answer 451), so a dry run does not see earlier messages' would-be changes.
     """
     clock = now or datetime.now(UTC)
-    with transaction(engine) as session:
+    with transaction(engine, readonly=True) as session:
         ids = repo.messages_for_reprocess(session, since)
     changes: list[Change] = []
     for message_id in ids:
-        session = Session(engine, expire_on_commit=False)
+        session = Session(writer(engine), expire_on_commit=False)
         try:
             session.begin()
             found = reprocess_message(session, message_id, settings, clock, actor)

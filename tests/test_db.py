@@ -216,3 +216,22 @@ def test_processes_starting_at_once_migrate_the_database_once(db_url: str) -> No
         p.join(timeout=60)
     assert results == ["ok", "ok", "ok"]
     assert current_revision(make_engine(db_url)) == head_revision()
+
+
+def test_readers_do_not_wait_for_a_writer_on_sqlite(tmp_path: Path) -> None:
+    """WAL: while a unit of work holds the write lock, read-only transactions (CLI, other apps) still answer."""
+    import time
+
+    from bouncd.client import Client
+    from bouncd.db import upgrade
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    upgrade(eng)
+    _trail_id(eng)
+    with transaction(eng) as busy:  # a writer in the middle of its transaction
+        busy.execute(text("UPDATE contacts SET external_id = 'x'"))
+        started = time.monotonic()
+        assert not Client(engine=eng).is_contactable("ann@example.com")
+        with transaction(eng, readonly=True) as s:
+            assert repo.find_contact(s, "ann@example.com") is not None
+        assert time.monotonic() - started < 5

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bouncd.errors import ConfigError, StoreError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BEGIN_OPTION = "bouncd_sqlite_begin"
 
 
 def normalize_url(url: str) -> str:
@@ -51,10 +52,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # BEGIN IMMEDIATE takes the write lock up front: a transaction that reads a contact's history and
-    # then writes the trail cannot be overtaken by another writer in between (SQLite's answer to
-    # SELECT ... FOR UPDATE), and lock waits go through busy_timeout instead of failing mid-way.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers (``transaction(engine)``) BEGIN IMMEDIATE: the write lock is taken up front, so a
+    # transaction that reads a contact's history and then writes the trail cannot be overtaken by
+    # another writer in between (SQLite's answer to SELECT ... FOR UPDATE), and lock waits go through
+    # busy_timeout instead of failing mid-way. Readers BEGIN (deferred): in WAL they never block the
+    # listener's commits, nor wait for them.
+    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine`` for a read-then-write unit of work (SQLite: BEGIN IMMEDIATE; PostgreSQL: unchanged)."""
+    return engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
 
 
 def make_engine(url: str) -> Engine:
@@ -92,9 +101,12 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error, database errors become StoreError."""
-    session = Session(engine, expire_on_commit=False)
+def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error, database errors become StoreError.
+
+    ``readonly`` transactions do not take SQLite's write lock (use them for anything that only reads).
+    """
+    session = Session(engine if readonly else writer(engine), expire_on_commit=False)
     try:
         with session.begin():
             yield session

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Engine, text
 
 from bouncd.db.models import Base
+from bouncd.db.session import writer
 
 config = context.config
 engine = config.attributes.get("engine")
@@ -16,7 +17,7 @@ if not isinstance(engine, Engine):
 # advisory lock for the transaction; SQLite's BEGIN IMMEDIATE (bouncd.db.session) already serialises.
 MIGRATION_LOCK_KEY = 0x626F756E6364  # "bouncd"
 
-with engine.connect() as connection:
+with writer(engine).connect() as connection:
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
