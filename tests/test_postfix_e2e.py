@@ -346,7 +346,7 @@ def test_retry_drill_database_down_451_postfix_keeps_the_bounces_then_each_is_re
         assert stats(db)["messages"] == {}, "nothing may be stored while the database was down"
         postfix.flush()
         assert wait_for(lambda: not postfix.queued() and nothing_pending(db) and stats(db)["dnc_contacts"] == 6, 90), (
-            f"{postfix.queued()} {stats(db)}\n{postfix.maillog()[-6000:]}"
+            f"{postfix.queued()} {stats(db)}\n{[contact(db, a) for a in sum(contacts.values(), [])]}\n{postfix.maillog()[-6000:]}"
         )
         postfix.flush()  # a second flush finds nothing to send
         time.sleep(1)
