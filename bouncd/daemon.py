@@ -208,6 +208,7 @@ class Listener:
     store_batch: StoreBatch
     on_commit: Callable[[int], None] | None = None
     on_queue: Callable[[int], None] | None = None
+    max_inflight: int = 1
     gate: Gate = field(init=False)
     committer: GroupCommitter = field(init=False)
     handler: BounceHandler = field(init=False)
@@ -216,7 +217,11 @@ class Listener:
     def __post_init__(self) -> None:
         self.gate = Gate(self.settings)
         self.committer = GroupCommitter(
-            self.store_batch, wait_ms=self.settings.smtp.group_commit_ms, on_commit=self.on_commit, on_queue=self.on_queue
+            self.store_batch,
+            wait_ms=self.settings.smtp.group_commit_ms,
+            on_commit=self.on_commit,
+            on_queue=self.on_queue,
+            max_inflight=self.max_inflight,
         )
         self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
 
@@ -266,7 +271,10 @@ async def _run_listener(
         with busy.get_lock():
             busy.value += delta
 
-    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), on_queue=queued)
+    inflight = 2 if engine.dialect.name == "postgresql" else 1  # see GroupCommitter
+    listener = Listener(
+        settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), on_queue=queued, max_inflight=inflight
+    )
     where = await listener.start(sock)
     if on_started is not None:
         on_started(where, listener)

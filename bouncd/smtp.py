@@ -96,8 +96,13 @@ class GroupCommitter:
         max_batch: int = 500,
         on_commit: Callable[[int], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
+        max_inflight: int = 1,
     ) -> None:
         self._store_batch = store_batch
+        # Commits running at once. SQLite: 1 (one write lock; a second writer would only sleep in the
+        # busy handler). PostgreSQL: 2, so one batch is written while the previous one's WAL flush runs.
+        self._max_inflight = max(1, max_inflight)
+        self._inflight: set[asyncio.Task[None]] = set()
         self._wait = max(wait_ms, 0.0) / 1000.0
         self._max_batch = max_batch
         self._on_commit = on_commit
@@ -130,11 +135,13 @@ class GroupCommitter:
         self._task = None
 
     async def _run(self) -> None:
+        slots = asyncio.Semaphore(self._max_inflight)
         stopping = False
         while not stopping:
             first = await self._queue.get()
             if first is None:
                 break
+            await slots.acquire()  # everything that arrives while we wait for a slot joins this batch
             if self._wait:
                 await asyncio.sleep(self._wait)
             batch = [first]
@@ -144,7 +151,12 @@ class GroupCommitter:
                     stopping = True
                     break
                 batch.append(nxt)
-            await self._commit(batch)
+            task = asyncio.get_running_loop().create_task(self._commit(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _t: slots.release())
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
