@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bouncd.address import normalize_address
-from bouncd.config import load_settings
+from bouncd.config import VerpSettings, load_settings
 from bouncd.db import repo
 from bouncd.db.models import TRAIL_SOURCES
 from bouncd.db.session import make_engine, transaction
@@ -161,3 +161,14 @@ def set_dnc(address: str, note: str, actor: str = "app", source: str = "manual")
 def clear_dnc(address: str, note: str, actor: str = "app") -> DncChange:
     """``Client.clear_dnc`` on the configured database."""
     return default_client().clear_dnc(address, note, actor)
+
+
+def verp_address(address: str, settings: VerpSettings | None = None) -> str:
+    """The signed return path (envelope sender) to put on mail for ``address``: ``bounces+...=SIG@domain``.
+
+    Uses ``[verp]`` from the bouncd configuration (``BOUNCD_VERP_SECRET``, ``BOUNCD_VERP_DOMAIN`` ...)
+    unless ``settings`` is given. A bounce to it identifies the contact even when the DSN is garbled.
+    """
+    from bouncd import verp
+
+    return verp.encode(settings if settings is not None else load_settings().verp, address)

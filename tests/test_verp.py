@@ -85,3 +85,15 @@ def test_encode_needs_a_secret_and_an_address() -> None:
     for bad in ("not an address", "Jane <jane@example.com>", "jane@localhost"):
         with pytest.raises(UsageError):
             verp.encode(KEYED, bad)
+
+
+def test_client_verp_address_uses_the_configured_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bouncd.client.verp_address signs with [verp] from the configuration (environment here)."""
+    from bouncd.client import verp_address
+
+    monkeypatch.setenv("BOUNCD_VERP_SECRET", "app-secret")
+    monkeypatch.setenv("BOUNCD_VERP_DOMAIN", "rp.example.org")
+    monkeypatch.delenv("BOUNCD_CONFIG", raising=False)
+    rp = verp_address("Ann@Example.org")
+    assert verp.verify(VerpSettings(secret="app-secret", domain="rp.example.org"), rp) == "ann@example.org"
+    assert verp_address("ann@example.org", KEYED) == verp.encode(KEYED, "ann@example.org")
