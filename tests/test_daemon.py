@@ -279,3 +279,27 @@ def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 1
     assert "HOST:PORT" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(not Path("/usr/bin/systemd-socket-activate").exists(), reason="systemd-socket-activate not installed")
+def test_socket_activation(tmp_path: Path) -> None:
+    """Started by systemd-socket-activate (as by bouncd.socket): serve takes the passed socket and accepts mail."""
+    port = _free_port()
+    db_url = f"sqlite:///{tmp_path / 'b.sqlite3'}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOUNCD_LOG_FORMAT": "json"}
+    cmd = ["/usr/bin/systemd-socket-activate", "-l", f"127.0.0.1:{port}", sys.executable, "-m", "bouncd", "serve",
+           "--db", db_url, "--bounce-domain", "bounces.example.org"]  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert _wait_for(lambda: "Listening on" in log.read_text(), 10), log.read_text()
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as c:  # the first connection starts the daemon
+            c.sendmail("", RCPT, dsn_for(HARD, "gone@example.net", NOW))
+        assert _count(db_url) == 1
+        events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+        listening = next(e for e in events if e["event"] == "serve.listening")
+        assert listening["socket_activated"] is True and listening["port"] == port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

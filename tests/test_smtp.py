@@ -384,3 +384,40 @@ def test_batch_store_marks_duplicates_within_and_across_batches(engine: Engine) 
     assert refs[0].message_id == refs[2].message_id and refs[3].message_id == first.message_id
     assert len({r.message_id for r in refs}) == 3
     assert len(_stored(engine)) == 3
+
+
+def test_starttls_with_a_configured_certificate(serve: Callable[..., Running], engine: Engine, tmp_path: Path) -> None:
+    """With tls_cert/tls_key set, EHLO offers STARTTLS and a message sent over TLS is stored."""
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    r = serve(tls_cert=str(cert), tls_key=str(key))
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    with r.client() as c:
+        c.ehlo("mx")
+        assert c.has_extn("starttls")
+        assert c.starttls(context=ctx)[0] == 220
+        c.ehlo("mx")
+        c.sendmail("", ["b@bounces.example.org"], dsn_for(HARD, "tls@example.net", NOW))
+    assert len(_stored(engine)) == 1
+
+
+def test_silent_client_is_disconnected_after_command_timeout(serve: Callable[..., Running]) -> None:
+    """A session that says nothing for command_timeout seconds is closed (slowloris protection)."""
+    import time
+
+    r = serve(command_timeout=0.5)
+    c = r.client()
+    c.ehlo("mx")
+    time.sleep(1.2)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        c.noop()
+    assert r.listener.gate.open_sessions == 0
