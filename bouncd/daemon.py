@@ -32,7 +32,7 @@ import structlog
 from sqlalchemy import Engine
 
 from bouncd.config import Settings
-from bouncd.errors import StoreError
+from bouncd.errors import ConfigError, StoreError
 from bouncd.logs import configure_logging
 from bouncd.records import Inbound
 from bouncd.smtp import (
@@ -332,7 +332,10 @@ def serve(settings: Settings) -> int:
     activated = sock is not None
     if sock is None:
         want_host, want_port = parse_listen(settings.smtp.listen)
-        sock = bind_socket(want_host, want_port, reuse_port=workers > 1)
+        try:
+            sock = bind_socket(want_host, want_port, reuse_port=workers > 1)
+        except OSError as exc:  # in use, no permission for a port below 1024, no such address
+            raise ConfigError(f"cannot listen on {settings.smtp.listen}: {exc.strerror or exc}") from None
     host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
     ctx = mp.get_context("spawn")
     stop, wake = ctx.Event(), ctx.Event()

@@ -279,6 +279,14 @@ def test_bad_listen_address_is_a_clear_error(tmp_path: Path) -> None:
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 1
     assert "HOST:PORT" in out.stderr and "Traceback" not in out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = subprocess.run([sys.executable, "-m", "bouncd", "serve", "--listen", busy, "--db", f"sqlite:///{tmp_path}/b.db"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1
+    assert f"cannot listen on {busy}: Address already in use" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.skipif(not Path("/usr/bin/systemd-socket-activate").exists(), reason="systemd-socket-activate not installed")
