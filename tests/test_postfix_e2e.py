@@ -37,8 +37,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
-from bouncd import verp
 from bouncd.cli import main as cli_main
+from bouncd.client import verp_address
 from bouncd.config import VerpSettings
 from bouncd.db import upgrade
 from bouncd.db.session import make_engine
@@ -70,8 +70,8 @@ SETTLE_SECONDS = 120.0  # upper bound for Postfix to bounce, warn, expire and de
 
 
 def signed(route: str, contact: str) -> str:
-    """The signed return path for ``contact``, on the bounce domain of ``route``."""
-    return verp.encode(VerpSettings(secret=SECRET, domain=f"{route}.bounces.test"), contact)
+    """The signed return path for ``contact`` on the bounce domain of ``route``, as a sending app gets it."""
+    return verp_address(contact, VerpSettings(secret=SECRET, domain=f"{route}.bounces.test"))
 
 
 def bouncd_env(route: str) -> dict[str, str]:
@@ -346,7 +346,8 @@ def test_retry_drill_database_down_451_postfix_keeps_the_bounces_then_each_is_re
         assert stats(db)["messages"] == {}, "nothing may be stored while the database was down"
         postfix.flush()
         assert wait_for(lambda: not postfix.queued() and nothing_pending(db) and stats(db)["dnc_contacts"] == 6, 90), (
-            f"{postfix.queued()} {stats(db)}\n{[contact(db, a) for a in sum(contacts.values(), [])]}\n{postfix.maillog()[-6000:]}"
+            f"{postfix.queued()} {stats(db)}\n{[contact(db, a) for addrs in contacts.values() for a in addrs]}\n"
+            f"{postfix.maillog()[-6000:]}"
         )
         postfix.flush()  # a second flush finds nothing to send
         time.sleep(1)
