@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ def processing_loop(
     on_batch: Callable[[int, float], None] | None = None,
     parent_pid: int | None = None,
     mail_waiting: Callable[[], bool] | None = None,
+    terminated: threading.Event | None = None,
 ) -> int:
     """Process stored messages until ``stop`` is set; sleep on ``wake`` (set after each commit) when idle.
 
@@ -143,7 +145,7 @@ def processing_loop(
 
     total = 0
     last_turn = time.monotonic()
-    while not stop.is_set():
+    while not stop.is_set() and not (terminated is not None and terminated.is_set()):
         if parent_pid is not None and os.getppid() != parent_pid:
             log.warning("processing.orphaned")
             break
@@ -177,10 +179,12 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, busy: 
     """Entry point of a processing process."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; main decides
+    terminated = threading.Event()
 
     def on_term(*_: object) -> None:
-        stop.set()
-        wake.set()
+        # Only a flag: the handler may run inside stop.wait()/wake.wait(), and setting a multiprocessing
+        # Event there deadlocks (its notify waits for the very waiter this handler interrupted).
+        terminated.set()
 
     signal.signal(signal.SIGTERM, on_term)
     configure_logging(settings.log_format, settings.log_level)
@@ -192,7 +196,9 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, busy: 
 
     engine = make_engine(settings.database.url)
     log.info("processing.started", pid=os.getpid())
-    total = processing_loop(engine, settings, stop, wake, parent_pid=parent_pid, mail_waiting=lambda: busy.value > 0)
+    total = processing_loop(
+        engine, settings, stop, wake, parent_pid=parent_pid, mail_waiting=lambda: busy.value > 0, terminated=terminated
+    )
     engine.dispose()
     log.info("processing.stopped", processed=total)
 

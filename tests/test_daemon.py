@@ -103,6 +103,19 @@ def _wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
     return check()
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _is_dnc(db_url: str, address: str) -> bool:
     engine = make_engine(db_url)
     try:
@@ -193,8 +206,11 @@ def test_kill_9_mid_load_loses_nothing_that_got_250(daemons: Callable[..., Daemo
     for t in threads:
         t.start()
     assert _wait_for(lambda: len(acked) >= 150, 30)
+    children = _children(d.proc.pid)
+    assert children, "serve runs its processing loop in a child process"
     os.kill(d.proc.pid, signal.SIGKILL)
     d.proc.wait(10)
+    assert _wait_for(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 10), "orphaned children"
     stop.set()
     for t in threads:
         t.join(30)
