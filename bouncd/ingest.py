@@ -138,14 +138,16 @@ def record_message(
     *,
     trail_source: str | None = None,
     actor: str = SYSTEM_ACTOR,
+    report: Report | None = None,
 ) -> Processed:
-    """Analyze one locked message and record its events and DNC changes in ``session``.
+    """Analyze one locked message (unless ``report`` is given) and record its events and DNC changes in ``session``.
 
     ``trail_source`` overrides the trail source (``reprocess``); the policy's own source is kept in the note.
     """
     raw = repo.raw_bytes(msg)
     rcpts = [r for r in msg.rcpt_tos.split("\n") if r]
-    report = analyze(raw, rcpts[0] if rcpts else None)
+    if report is None:
+        report = analyze(raw, rcpts[0] if rcpts else None)
     arrived = arrival_time(msg, report, raw)
     verified = verify_return_path(settings, rcpts)
     signed = verified is not None
@@ -263,15 +265,32 @@ def process_one(
 ) -> IngestResult | None:
     """Claim and process the oldest pending message (or ``message_id``); None when there is nothing to claim."""
     clock = now or datetime.now(UTC)
+    requested = message_id
     claimed: int | None = None
+    report: Report | None = None
     try:
+        if engine.dialect.name == "sqlite":
+            # SQLite has one write lock for the whole database: parse before taking it, so that the
+            # listener's commits (and its 250s) never wait for our parsing. Parsing is pure, so the
+            # result is the same whenever it runs.
+            with transaction(engine, readonly=True) as session:
+                peeked = repo.peek_pending(session, message_id)
+            if peeked is None:
+                return None
+            claimed = message_id = peeked.id
+            rcpts = [r for r in peeked.rcpt_tos.split("\n") if r]
+            report = analyze(repo.raw_bytes(peeked), rcpts[0] if rcpts else None)
+        outcome: tuple[int, Processed] | None = None
         with transaction(engine) as session:
             msg = repo.claim_pending(session, message_id)
-            if msg is None:
-                return None
-            claimed = msg.id
-            done = record_message(session, msg, settings, clock)
-        return IngestResult(claimed, False, "processed", done.kind, None, done.arrived_at, done.events)
+            if msg is not None:
+                claimed = msg.id
+                outcome = (msg.id, record_message(session, msg, settings, clock, report=report))
+        if outcome is None:
+            # Nothing pending, or taken by another process since the peek: look again (lock released).
+            return None if report is None or requested is not None else process_one(engine, settings, now=now)
+        done_id, done = outcome
+        return IngestResult(done_id, False, "processed", done.kind, None, done.arrived_at, done.events)
     except Exception as exc:  # the worker edge: our failure must park the message, never lose it
         if claimed is None or _is_outage(exc):
             raise  # database unreachable: the message stays pending (rolled back) and is tried again later

@@ -235,3 +235,17 @@ def test_over_long_values_from_a_broken_report_do_not_fail_the_message(
     assert [e.recipient for e in result.events] == ["dead@example.com", None]
     with transaction(engine) as s:
         assert sorted(len(e.status or "") for e in repo.list_bounces(s)) == [5, 16]
+
+
+def test_a_parser_crash_parks_the_message_too(engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether parsing runs before the write lock (SQLite) or inside the transaction, a crash parks the message."""
+
+    def crash(raw: bytes, rcpt: str | None = None) -> Report:
+        raise ValueError("parser bug")
+
+    monkeypatch.setattr(ingest, "analyze", crash)
+    (mid,) = store(engine, inbound(dsn_for(HARD, "dead@example.com", DAY0)))
+    assert process_pending(engine, settings, now=NOW) == 1
+    with transaction(engine) as s:
+        msg = repo.get_message(s, mid)
+        assert msg.state == "failed" and msg.error == "ValueError: parser bug"

@@ -157,11 +157,19 @@ def claim_pending(session: Session, message_id: int | None = None) -> Message | 
     return session.execute(stmt).scalar_one_or_none()
 
 
+def peek_pending(session: Session, message_id: int | None = None) -> Message | None:
+    """The oldest pending message (or ``message_id`` if still pending), without locking it."""
+    stmt = select(Message).where(Message.state == "pending")
+    if message_id is not None:
+        stmt = stmt.where(Message.id == message_id)
+    return session.execute(stmt.order_by(Message.id).limit(1)).scalar_one_or_none()
+
+
 def mark_failed(session: Session, message_id: int, error: str, at: datetime) -> None:
     """Park a message we failed to process: kept, shown for review, reprocessable, never retried in a loop."""
     session.execute(
         update(Message)
-        .where(Message.id == message_id)
+        .where(Message.id == message_id, Message.state != "processed")
         .values(state="failed", error=error[:2000], processed_at=at, attempts=Message.attempts + 1)
     )
 
