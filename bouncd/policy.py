@@ -6,8 +6,7 @@ Pure: no I/O, no clock. The rules, in the order they are applied (each decision 
 - ``policy.not_a_failure``: delivered notices, auto-replies and unrecognised mail never count.
 - ``policy.delayed``: ``Action: delayed`` (RFC 3464 §2.3.3) is a warning; the MTA is still trying.
 - ``policy.complaint``: an ARF complaint (RFC 5965) raises DNC at once.
-- ``policy.hard_bounce``: the address itself is dead (the classifier's ``hard``) raises DNC at once,
-  unless said with a temporary code (``policy.hard.transient``): then it counts like a soft bounce.
+- ``policy.hard_bounce``: the address itself is dead (the classifier's ``hard``) raises DNC at once.
 - ``policy.soft_bounces``: a soft bounce whose reason is the *recipient's* condition (mailbox full,
   suspended, expired ...) counts; N of them on at least N distinct days (UTC) within a window of
   ``soft_window_days`` consecutive days raises DNC. Rejections caused by our own sending (blocked IP,
@@ -114,11 +113,9 @@ def _wanted(obs: Observation, history: History, settings: PolicySettings) -> Dec
         if not settings.complaint_raises_dnc:
             return Decision(False, False, None, "policy.complaint_disabled", "complaint recorded; complaints do not raise DNC")
         return Decision(False, True, SOURCE_COMPLAINT, "policy.complaint", "complaint (ARF feedback report)")
-    if obs.hard and is_transient(obs):
-        # "450 user unknown" (Postfix with soft_bounce, greylisting directories): a dead address said
-        # with a temporary code is a contradiction, so it is not proof. It counts like a soft bounce of
-        # the recipient's condition: if it persists for N days, the address is dead.
-        return _soft(obs, history, settings, "policy.hard.transient")
+    # The classifier calls a temporary code hard only for a *final* report of "user unknown" at RCPT
+    # TO or with an X.1.1 status (a 450 4.1.1 refused for the sender's whole queue lifetime): the
+    # status class lies there and the verdict is the dead address, so it raises like any hard bounce.
     if obs.hard:
         if not settings.hard_bounce_raises_dnc:
             return Decision(False, False, None, "policy.hard_disabled", f"hard bounce recorded: {_describe(obs)}")
@@ -126,11 +123,6 @@ def _wanted(obs: Observation, history: History, settings: PolicySettings) -> Dec
     if obs.reason not in counting_reasons(settings):
         return Decision(False, False, None, "policy.soft.ours", f"soft bounce that does not count ({obs.reason})")
     return _soft(obs, history, settings, "policy.soft.below_threshold")
-
-
-def is_transient(obs: Observation) -> bool:
-    """True when the status or reply code is temporary (RFC 3463 class 4, RFC 5321 4yz)."""
-    return (obs.status or "").startswith("4") or (obs.reply_code or "").startswith("4")
 
 
 def _soft(obs: Observation, history: History, settings: PolicySettings, below_rule: str) -> Decision:

@@ -140,11 +140,7 @@ def test_threshold_counts_distinct_days() -> None:
     assert soft_threshold_reached(days_before(1, 1), NOW, 3, 30) == 0
 
 
-@pytest.mark.parametrize("status", ["4.1.1", "4.0.0"])
-def test_a_dead_address_said_with_a_temporary_code_is_not_proof(status: str) -> None:
-    """'450 user unknown' counts like a soft bounce: DNC only once it persists on N days."""
-    first = decide(obs("userunknown", hard=True, status=status), History(), DEFAULTS, NOW)
-    assert not first.raise_dnc and first.counts and first.rule == "policy.hard.transient"
-    history = History(soft_arrivals=days_before(1, 2, 3, 4))
-    persisting = decide(obs("userunknown", hard=True, status=status), history, DEFAULTS, NOW)
-    assert persisting.raise_dnc and persisting.source == "soft_bounces"
+def test_a_final_450_user_unknown_verdict_raises_at_once() -> None:
+    """The classifier's hard verdict on a final '450 4.1.1 user unknown' is a dead address: DNC at once."""
+    d = decide(obs("userunknown", hard=True, status="4.1.1"), History(), DEFAULTS, NOW)
+    assert d.raise_dnc and d.source == "hard_bounce" and d.rule == "policy.hard_bounce"
