@@ -307,29 +307,34 @@ def test_retry_drill_database_down_451_postfix_keeps_the_bounces_then_each_is_re
                 conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": dbname})
 
     config = tmp_path / "pipe.toml"
-    config.write_text(f'[database]\nurl = "{db}"\n\n[verp]\nsecret = "{SECRET}"\ndomain = "pipe.bounces.test"\n\n'
+    # One configuration for every bouncd on this database: any of them may process what another stored
+    # (the serve's processing loop can claim a message the pipe's ingest has just committed).
+    config.write_text(f'[database]\nurl = "{db}"\n\n[verp]\nsecret = "{SECRET}"\ndomain = "drill.bounces.test"\n\n'
                       "[policy]\nrequire_signed_return_path = true\n")  # fmt: skip
     pipe_config = Path(tempfile.mkdtemp(prefix="bouncd-drill-")) / "bouncd.toml"
     pipe_config.parent.chmod(0o755)
     shutil.copy(config, pipe_config)
     pipe_config.chmod(0o644)
     (tmp_path / "serve").mkdir()
-    daemon = Daemon(tmp_path / "serve", db, env=bouncd_env("smtp"))
+    daemon = Daemon(tmp_path / "serve", db, env=bouncd_env("drill"))
+    contacts = {route: [f"drill{i}-{route}@mx.bouncd.test" for i in range(3)] for route in ("smtp", "pipe")}
+    # Both routes share the return-path domain, so Postfix routes by the full address (transport(5)).
+    routes = {signed("drill", a): f"smtp:[127.0.0.1]:{daemon.port}" for a in contacts["smtp"]}
+    routes |= {signed("drill", a): "bouncd:" for a in contacts["pipe"]}
     postfix = PostfixInstance(
-        {"smtp.bounces.test": f"smtp:[127.0.0.1]:{daemon.port}", "pipe.bounces.test": "bouncd:"},
+        routes,
         # Postfix's own retries are far off: after the outage only `postqueue -f` delivers the bounces.
         settings={"queue_run_delay": "300s", "minimal_backoff_time": "300s", "maximal_backoff_time": "600s",
                   "delay_warning_time": "0", "bouncd_destination_recipient_limit": "1"},
         pipe_argv=pipe_argv(wheel, pipe_config),
         pipe_user=PIPE_USER,
     )
-    contacts = {route: [f"drill{i}-{route}@mx.bouncd.test" for i in range(3)] for route in ("smtp", "pipe")}
     try:
         postfix.start()
         database(False)
-        for route, addresses in contacts.items():
+        for addresses in contacts.values():
             for address in addresses:
-                postfix.send(signed(route, address), address, f"drill {address}")
+                postfix.send(signed("drill", address), address, f"drill {address}")
 
         def deferred_bounces() -> int:
             return sum(1 for line in postfix.maillog().splitlines() if "to=<bounces+" in line and "status=deferred" in line)
