@@ -327,3 +327,17 @@ def test_socket_activation(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_readiness_and_stopping_are_notified_to_systemd(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
+    """Under systemd (NOTIFY_SOCKET set), serve sends READY=1 once it listens and STOPPING=1 on SIGTERM."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd:
+        sd.bind(str(path))
+        sd.settimeout(20)
+        d = daemons(f"sqlite:///{tmp_path / 'b.sqlite3'}", env={"NOTIFY_SOCKET": str(path)})
+        ready = sd.recv(4096).decode()
+        assert "READY=1" in ready.split("\n") and f"listening on 127.0.0.1:{d.port}" in ready
+        d.proc.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in sd.recv(4096).decode().split("\n")
+        assert d.proc.wait(30) == 0
