@@ -7,6 +7,7 @@ classifier with the message text as its evidence.
 
 from __future__ import annotations
 
+import email
 import logging
 import re
 
@@ -20,6 +21,7 @@ from bouncd.records import Failure, Kind, Parsed
 # re-raises; we catch that below, so its own log would only repeat it (one traceback per message).
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
+_FLUFL_MAX_BYTES = 64 * 1024
 _ERROR_LINE = re.compile(r"^.*\b(?:[45]\d\d|[45]\.\d{1,3}\.\d{1,3})\b.*$", re.M)
 
 
@@ -32,8 +34,13 @@ class FluflFallback:
         """Run flufl.bounce and classify what it found with our own rules."""
         if not isinstance(mail.msg.get("From", ""), str):
             return None  # a raw-bytes header comes back as a Header object some flufl detectors cannot read
+        msg = mail.msg
+        if len(mail.raw) > _FLUFL_MAX_BYTES:
+            # flufl's line-by-line heuristics are quadratic on giant parts (seconds for 5 MB of hostile
+            # input); a real bounce names its recipients near the top, so read only the head.
+            msg = email.message_from_bytes(mail.raw[:_FLUFL_MAX_BYTES])
         try:
-            temporary, permanent = all_failures(mail.msg)
+            temporary, permanent = all_failures(msg)
         except Exception:  # flufl detectors index into headers without checks (Yale: empty From)
             return None
         not_recipients = _not_recipients(mail)
