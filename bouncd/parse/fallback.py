@@ -7,13 +7,13 @@ classifier with the message text as its evidence.
 
 from __future__ import annotations
 
-import email
 import logging
 import re
 
 from flufl.bounce import all_failures
 
 from bouncd.address import normalize_address
+from bouncd.parse import mime
 from bouncd.parse.base import Mail, find_reply_code, find_status, unfold
 from bouncd.records import Failure, Kind, Parsed
 
@@ -38,7 +38,7 @@ class FluflFallback:
         if len(mail.raw) > _FLUFL_MAX_BYTES:
             # flufl's line-by-line heuristics are quadratic on giant parts (seconds for 5 MB of hostile
             # input); a real bounce names its recipients near the top, so read only the head.
-            msg = email.message_from_bytes(mail.raw[:_FLUFL_MAX_BYTES])
+            msg = mime.message_from_bytes(mail.raw[:_FLUFL_MAX_BYTES])
         try:
             temporary, permanent = all_failures(msg)
         except Exception:  # flufl detectors index into headers without checks (Yale: empty From)
