@@ -93,3 +93,21 @@ def test_hostile_mime_parses_to_the_standard_library_tree(raw: bytes) -> None:
 def test_mutated_real_mail_parses_to_the_standard_library_tree(raw: bytes) -> None:
     """Real bounces cut, flipped and refolded: the same tree."""
     assert fast_tree(raw) == stdlib_tree(raw)
+
+
+@pytest.mark.parametrize("path", SAMPLES[:40] + SAMPLES[-40:], ids=lambda p: p.name)
+def test_part_types_handed_on_are_what_get_content_type_says(path: Path) -> None:
+    """The content type the parser records for each part is the one Message.get_content_type() reads."""
+    msg, types = mime.message_and_types(path.read_bytes())
+    assert types, "the fast parser handed on no types"
+    for part in msg.walk():
+        assert types[id(part)] == part.get_content_type()
+
+
+@FUZZ
+@given(hostile_mime(max_line=5000))
+def test_part_types_of_hostile_mime_are_what_get_content_type_says(raw: bytes) -> None:
+    """Odd, 8-bit and missing Content-Type headers: the recorded type still equals get_content_type()."""
+    msg, types = mime.message_and_types(raw)
+    for part in msg.walk():
+        assert types.get(id(part), part.get_content_type()) == part.get_content_type()

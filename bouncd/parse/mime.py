@@ -80,13 +80,13 @@ class _Parser:
         self._msgstack: list[Message] = []
         self._cur: Message | None = None
         self._last: Message | None = None
-        self._ctypes: dict[int, str] = {}  # get_content_type() re-reads the header on every call
+        self.types: dict[int, str] = {}  # get_content_type() re-reads the header on every call
 
     def ctype(self, msg: Message) -> str:
         key = id(msg)  # every Message lives until the parse ends, so ids are not reused
-        found = self._ctypes.get(key)
+        found = self.types.get(key)
         if found is None:
-            found = self._ctypes[key] = msg.get_content_type()
+            found = self.types[key] = msg.get_content_type()
         return found
 
     def readline(self) -> str:
@@ -159,21 +159,27 @@ class _Parser:
             raise _TooDeep
         cur = self._new_message()
         headers = []
-        readline = self.readline
-        while True:
-            line = readline()
+        stack = self._stack
+        eofs = self._eofstack
+        header_re = _HEADER_RE.match
+        while stack:  # readline() inlined: headers are most of the lines a bounce has
+            line = stack.pop()
             if line == "":
                 break
-            if not _HEADER_RE.match(line):
+            if eofs and line[:1] in _EOF_STARTS and any(ateof(line) for ateof in eofs):
+                stack.append(line)
+                break
+            if not header_re(line):
                 if not _NLCRE.match(line):
                     cur.defects.append(errors.MissingHeaderBodySeparatorDefect())
-                    self.unreadline(line)
+                    stack.append(line)
                 break
             headers.append(line)
-        self._parse_headers(cur, headers)
-        ctype = self.ctype(cur)
+        content_type = self._parse_headers(cur, headers)
+        ctype = self._ctype_from(cur, content_type)
         if ctype == "message/delivery-status":
             # RFC 3464 header blocks, one nested Message each, separated by blank lines.
+            readline = self.readline
             while True:
                 self._eofstack.append(_NLCRE.match)
                 self.parsegen()
@@ -278,10 +284,26 @@ class _Parser:
                 tail[0] = firstline[len(bolmo.group(0)):]
         cur.epilogue = "".join(tail)
 
-    def _parse_headers(self, cur: Message, lines: list[str]) -> None:
+    def _ctype_from(self, msg: Message, value: str | None) -> str:
+        """msg.get_content_type(), from the Content-Type value _parse_headers saw first."""
+        if value is None:
+            ctype = msg.get_default_type()
+        elif not value.isascii():
+            # compat32 hands 8-bit header values back as Header objects: let the library do it.
+            ctype = msg.get_content_type()
+        else:
+            ctype = value.partition(";")[0].strip().lower()  # email.message._splitparam
+            if ctype.count("/") != 1:
+                ctype = "text/plain"
+        self.types[id(msg)] = ctype
+        return ctype
+
+    def _parse_headers(self, cur: Message, lines: list[str]) -> str | None:
+        """FeedParser._parse_headers; returns the first Content-Type value, as Message.get would."""
         lastheader = ""
         lastvalue: list[str] = []
         raw: list[tuple[str, str]] = vars(cur)["_headers"]  # Message.set_raw, without the call
+        content_type = None
         for lineno, line in enumerate(lines):
             if line[0] in " \t":
                 if not lastheader:
@@ -290,7 +312,10 @@ class _Parser:
                 lastvalue.append(line)
                 continue
             if lastheader:
-                raw.append(_header_source_parse(lastvalue))
+                header = _header_source_parse(lastvalue)
+                if content_type is None and header[0].lower() == "content-type":
+                    content_type = header[1]
+                raw.append(header)
                 lastheader, lastvalue = "", []
             if line.startswith("From "):
                 if lineno == 0:
@@ -302,7 +327,7 @@ class _Parser:
                 if lineno == len(lines) - 1:
                     # Probably the body's first line: pushed back, and the headers end here.
                     self.unreadline(line)
-                    return
+                    return content_type
                 cur.defects.append(errors.MisplacedEnvelopeHeaderDefect(line))
                 continue
             i = line.find(":")
@@ -312,13 +337,19 @@ class _Parser:
             lastheader = line[:i]
             lastvalue = [line]
         if lastheader:
-            raw.append(_header_source_parse(lastvalue))
+            header = _header_source_parse(lastvalue)
+            if content_type is None and header[0].lower() == "content-type":
+                content_type = header[1]
+            raw.append(header)
+        return content_type
 
 
 def _header_source_parse(sourcelines: list[str]) -> tuple[str, str]:
     # compat32.header_source_parse
     name, value = sourcelines[0].split(":", 1)
-    value = value.lstrip(" \t") + "".join(sourcelines[1:])
+    value = value.lstrip(" \t")
+    if len(sourcelines) > 1:
+        value += "".join(sourcelines[1:])
     return name, value.rstrip("\r\n")
 
 
@@ -332,7 +363,17 @@ def message_from_string(text: str) -> Message:
 
 def message_from_bytes(raw: bytes) -> Message:
     """Parse ``raw`` into the tree ``email.message_from_bytes`` builds (bytes above 0x7f kept as surrogates)."""
+    return message_and_types(raw)[0]
+
+
+def message_and_types(raw: bytes) -> tuple[Message, dict[int, str]]:
+    """The tree of :func:`message_from_bytes`, and ``get_content_type()`` of each part by ``id(part)``.
+
+    The parser reads every part's type while building the tree; handing them on saves detectors from
+    re-parsing each Content-Type header. The map is empty when the standard library parsed instead.
+    """
     try:
-        return _Parser(raw.decode("ascii", "surrogateescape")).close()
+        parser = _Parser(raw.decode("ascii", "surrogateescape"))
+        return parser.close(), parser.types
     except Exception:
-        return email.message_from_bytes(raw)
+        return email.message_from_bytes(raw), {}
