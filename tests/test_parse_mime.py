@@ -111,3 +111,11 @@ def test_part_types_of_hostile_mime_are_what_get_content_type_says(raw: bytes) -
     msg, types = mime.message_and_types(raw)
     for part in msg.walk():
         assert types.get(id(part), part.get_content_type()) == part.get_content_type()
+
+
+@FUZZ
+@given(mutated_fixture())
+def test_headers_only_reading_gives_the_full_parse_headers(raw: bytes) -> None:
+    """A quoted original read header-block-only has the headers a full email.message_from_string gives."""
+    text = raw.decode("ascii", "surrogateescape")
+    assert mime.headers_from_string(text).items() == email.message_from_string(text).items()

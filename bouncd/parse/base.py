@@ -346,19 +346,29 @@ class Mail:
         orig = self.original
         if orig is None and fallback_text:
             try:
-                orig = mime.message_from_string(fallback_text.lstrip())
+                # Only the header block is read: the same headers a full parse of the text gives.
+                orig = mime.headers_from_string(fallback_text.lstrip())
             except Exception:
                 orig = None
         if orig is None:
             return ()
         try:
-            items = orig.items()[:MAX_ORIGINAL_HEADERS]
+            # Message.items() of the first MAX_ORIGINAL_HEADERS only (items() fetches every header).
+            fetch = orig.policy.header_fetch_parse
+            items = [(k, fetch(k, v)) for k, v in vars(orig)["_headers"][:MAX_ORIGINAL_HEADERS]]
         except Exception:
             return ()
-        return tuple((k, unfold(decode_header_value(v))[:998]) for k, v in items if k and ":" not in k)
+        out = []
+        for k, v in items:
+            if not k or ":" in k:
+                continue
+            # a plain str without an encoded word: decode_header_value would hand it back unchanged
+            text = " ".join(v.split()) if type(v) is str and "=?" not in v else unfold(decode_header_value(v))
+            out.append((k, text[:998]))
+        return tuple(out)
 
-    def arrival_date(self) -> datetime | None:
-        """The message's own Date header as an aware datetime, when it parses."""
+    @cached_property
+    def _arrival_date(self) -> datetime | None:
         value = self.header("Date")
         if not value:
             return None
@@ -366,6 +376,10 @@ class Mail:
             return email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
+
+    def arrival_date(self) -> datetime | None:
+        """The message's own Date header as an aware datetime, when it parses."""
+        return self._arrival_date  # every detector that answers asks, explainers included
 
 
 _TAG = re.compile(r"<[^>]*>")

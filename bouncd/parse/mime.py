@@ -136,6 +136,19 @@ class _Parser:
             root.defects.append(errors.MultipartInvariantViolationDefect())
         return root
 
+    def headers_only(self) -> Message:
+        """Only the top-level header block, as FeedParser reads it; the payload stays None."""
+        cur = self._new_message()
+        headers = []
+        stack = self._stack
+        while stack:
+            line = stack.pop()
+            if line == "" or not _HEADER_RE.match(line):
+                break
+            headers.append(line)
+        self._parse_headers(cur, headers)
+        return cur
+
     def _new_message(self) -> Message:
         msg = Message(policy=compat32)
         cur = self._cur
@@ -358,6 +371,14 @@ def message_from_string(text: str) -> Message:
     try:
         return _Parser(text).close()
     except Exception:  # whatever the fast path cannot do, the standard library does its own way
+        return email.message_from_string(text)
+
+
+def headers_from_string(text: str) -> Message:
+    """A Message with the headers ``email.message_from_string(text)`` would have, body left unread."""
+    try:
+        return _Parser(text).headers_only()
+    except Exception:
         return email.message_from_string(text)
 
 
