@@ -173,9 +173,26 @@ _COMMAND_NAMES = {"RCPT": "RCPT", "MAIL": "MAIL", "DATA": "DATA", "HELO": "HELO"
                   "RECIPIENT": "RCPT", "TEXT": "DATA", "SENDER": "MAIL", "FAILED": "DATA", "DIDN'T": "DATA", "GREETING": "CONN"}
 
 
+# A literal each of _COMMAND_RES needs (lower case for the re.I patterns, as written for the
+# others): a pattern whose literal is absent cannot match, so it is not run. For re.I the test is
+# only sound on ASCII text (Unicode case folding lets "\u017f" match "s"), so other text runs them all.
+_COMMAND_NEEDS: tuple[tuple[str, bool], ...] = (
+    ("in reply to ", True), ("after ", True), ("did not like our ", True), (">>> ", True), ("[", False),
+    ("(", False), ("SMTP:", False), (" command", True), ("does not like ", True), ("but sender was rejected", True),
+    ("", True), ("but greeting failed", True),
+)  # fmt: skip
+
+
 def find_command(text: str) -> str | None:
     """The SMTP command a failure answered (RCPT, MAIL, DATA, HELO, CONN), when the text names it."""
-    for rx in _COMMAND_RES:
+    low = text.lower() if text.isascii() else None
+    for rx, (needed, folded) in zip(_COMMAND_RES, _COMMAND_NEEDS, strict=True):
+        if needed:
+            if folded:
+                if low is not None and needed not in low:
+                    continue
+            elif needed not in text:
+                continue
         m = rx.search(text)
         if m:
             word = m.group(1).upper().replace("_", " ").split()[0]

@@ -73,7 +73,13 @@ def text_can_help(mail: Mail, failures: list[Failure]) -> bool:
     """True unless the only gap is a missing command and the text never names an SMTP stage."""
     if any(needs_text(dataclasses.replace(f, command="-")) for f in failures):
         return True
-    return bool(_STAGE_WORDS.search(mail.text[:20000]))
+    text = mail.text[:20000]
+    # Every alternative of _STAGE_WORDS holds one of these; on ASCII text re.I folds only A-Z.
+    if text.isascii():
+        low = text.lower()
+        if not any(w in low for w in ("in reply to", "after ", ">>> ", "did not like our", "smtp:")):
+            return False
+    return bool(_STAGE_WORDS.search(text))
 
 
 def merge_text(failure: Failure, text: Failure) -> Failure:
