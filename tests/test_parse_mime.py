@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from bouncd.parse import mime
 from tests.test_fuzz import FUZZ, hostile_mime, mutated_fixture
@@ -119,3 +120,18 @@ def test_headers_only_reading_gives_the_full_parse_headers(raw: bytes) -> None:
     """A quoted original read header-block-only has the headers a full email.message_from_string gives."""
     text = raw.decode("ascii", "surrogateescape")
     assert mime.headers_from_string(text).items() == email.message_from_string(text).items()
+
+
+_CT_ATOMS = ["multipart/mixed", ";", " ", "boundary=", "BOUNDARY =", '"', "abc", "\\", "<", ">", "x=y", "\n\t", "=",
+             "boundary", "'", 'b"c', " ;", 'charset="a;b"', "boundary*=us-ascii''x", "boundary*0=a", "\xe9"]  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(_CT_ATOMS), min_size=1, max_size=10).map("".join))
+def test_boundary_of_a_content_type_is_what_get_boundary_says(value: str) -> None:
+    """Quoted, bracketed, repeated, escaped and RFC 2231 boundaries: the library's answer, or the library asked."""
+    msg = email.message.Message()
+    msg["Content-Type"] = "x"
+    vars(msg)["_headers"] = [("Content-Type", value)]
+    found = mime.boundary_of(value)
+    assert found is mime._ASK or found == msg.get_boundary()

@@ -15,6 +15,7 @@ hostile input behaves exactly as it did before.
 from __future__ import annotations
 
 import email
+import email.utils
 import re
 from collections.abc import Callable
 from email import errors
@@ -210,12 +211,14 @@ class _Parser:
             self._pop_message()
             return
         if maintype == "multipart":
-            self._parse_multipart(cur)
+            self._parse_multipart(cur, content_type)
             return
         cur.set_payload("".join(self.rest()))
 
-    def _parse_multipart(self, cur: Message) -> None:
-        boundary = cur.get_boundary()
+    def _parse_multipart(self, cur: Message, content_type: str | None) -> None:
+        boundary = boundary_of(content_type) if content_type is not None else None
+        if boundary is _ASK:
+            boundary = cur.get_boundary()
         if boundary is None:
             cur.defects.append(errors.NoBoundaryInMultipartDefect())
             cur.set_payload("".join(self.rest()))
@@ -355,6 +358,43 @@ class _Parser:
                 content_type = header[1]
             raw.append(header)
         return content_type
+
+
+_ASK = "\x00ask"  # boundary_of cannot tell: Message.get_boundary() decides
+
+
+def boundary_of(value: str) -> str | None:
+    """Message.get_boundary() for a Content-Type value, without re-reading the headers.
+
+    The same steps as email.message (_parseparam, _get_params_preserve, utils.decode_params,
+    get_param, collapse_rfc2231_value) for the one parameter asked for. RFC 2231 parameters ("*")
+    and 8-bit values are left to the library (returns ``_ASK``).
+    """
+    if "*" in value or not value.isascii():
+        return _ASK
+    s = ";" + value
+    index = 0
+    while s[:1] == ";":  # email.message._parseparam, one parameter at a time
+        s = s[1:]
+        end = s.find(";")
+        while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2:
+            end = s.find(";", end + 1)
+        if end < 0:
+            end = len(s)
+        f = s[:end]
+        s = s[end:]
+        if "=" in f:
+            i = f.index("=")
+            f = f[:i].strip().lower() + "=" + f[i + 1:].strip()
+        f = f.strip()
+        name, sep, val = f.partition("=")  # _get_params_preserve
+        name, val = (name.strip(), val.strip()) if sep else (f.strip(), "")
+        if name.lower() == "boundary":
+            if index:  # decode_params re-quotes every parameter but the first
+                val = f'"{email.utils.quote(email.utils.unquote(val))}"'
+            return email.utils.unquote(email.utils.unquote(val)).rstrip()  # get_param, collapse
+        index += 1
+    return None
 
 
 def _header_source_parse(sourcelines: list[str]) -> tuple[str, str]:
