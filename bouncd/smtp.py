@@ -16,6 +16,7 @@ import ipaddress
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +110,9 @@ class GroupCommitter:
         self._on_queue = on_queue  # +1 per message queued, -n when a batch is answered: "mail is waiting"
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Commit threads of our own, as many as commits in flight: ``store_batch`` may keep one database
+        # connection per concurrent commit, and a shared default executor would be sized for other work.
+        self._executor = ThreadPoolExecutor(max_workers=self._max_inflight, thread_name_prefix="bouncd-commit")
         self.stats = CommitStats()
 
     def start(self) -> None:
@@ -133,6 +137,10 @@ class GroupCommitter:
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+        self._executor.shutdown(wait=True)
+        closer = getattr(self._store_batch, "close", None)
+        if callable(closer):
+            closer()  # e.g. the daemon's writer releasing its connections
 
     async def _run(self) -> None:
         slots = asyncio.Semaphore(self._max_inflight)
@@ -168,7 +176,7 @@ class GroupCommitter:
     async def _store(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            refs = await asyncio.to_thread(self._store_batch, [p.item for p in batch])
+            refs = await asyncio.get_running_loop().run_in_executor(self._executor, self._store_batch, [p.item for p in batch])
         except Exception as exc:  # the edge: every storage failure becomes a 451 for the whole batch
             self.stats.failures += 1
             log.error("commit.failed", batch=len(batch), error=f"{type(exc).__name__}: {exc}")

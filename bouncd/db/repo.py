@@ -4,40 +4,77 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bouncd.db.models import BounceEvent, Contact, Message, TrailEntry
+from bouncd.db.models import BounceEvent, Contact, Message, TrailEntry, UTCDateTime
 from bouncd.db.session import describe_db_error
 from bouncd.errors import NotFound, StoreError
 from bouncd.records import Inbound
 
 __all__ = [
+    "ContactRow",
+    "PendingMessage",
     "StoredRef",
     "add_event",
     "append_trail",
     "claim_pending",
+    "claim_pending_batch",
     "contact_trail",
     "counted_soft_arrivals",
+    "counted_soft_arrivals_of",
+    "delete_unused_contacts",
     "find_contact",
+    "finish_messages",
     "get_message",
+    "insert_events",
+    "insert_trail",
     "list_bounces",
     "list_dnc",
     "lock_contact",
+    "lock_contacts",
     "mark_failed",
+    "mark_failed_many",
+    "peek_pending_batch",
     "raw_bytes",
     "recent_bounces",
     "stats",
+    "still_pending",
     "store_inbound",
     "store_inbound_batch",
+    "store_inbound_rows",
+    "update_contacts",
 ]
+
+# Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+CHUNK = 500
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
+EVENTS: Table = BounceEvent.__table__  # type: ignore[assignment]
+TRAIL: Table = TrailEntry.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +171,270 @@ def store_inbound_batch(session: Session, items: Sequence[Inbound]) -> list[Stor
     return refs
 
 
+def store_inbound_rows(conn: Connection, items: Sequence[Inbound]) -> list[StoredRef]:
+    """``store_inbound_batch`` on a Core connection (the listener's long-lived writer): same rows, same refs.
+
+    The caller owns the transaction (``with conn.begin()``). No ORM session: its unit-of-work and
+    bulk-insert machinery cost more CPU per batch than the three statements themselves, and that CPU
+    is taken from the event loop answering SMTP (one GIL). Measured under 32-connection load on SQLite:
+    ~0.18 -> ~0.06 ms of writer-thread CPU per message.
+    """
+    table = Message.__table__
+    digests = [hashlib.sha256(item.raw).hexdigest() for item in items]
+    unique = list(dict.fromkeys(digests))
+    by_digest = select(table.c.sha256, table.c.id).where(table.c.sha256.in_(unique))
+    try:
+        known: dict[str, int] = {str(d): int(i) for d, i in conn.execute(by_digest)}
+        rows: list[dict[str, Any]] = []
+        queued: set[str] = set(known)
+        for digest, item in zip(digests, items, strict=True):
+            if digest in queued:
+                continue
+            queued.add(digest)
+            rows.append(
+                {
+                    "sha256": digest,
+                    "raw_z": zlib.compress(item.raw, 6),
+                    "raw_size": len(item.raw),
+                    "mail_from": item.mail_from,
+                    "rcpt_tos": "\n".join(item.rcpt_tos),
+                    "peer": item.peer,
+                    "protocol": item.protocol,
+                    "received_at": item.received_at,
+                    "state": "pending",
+                    "attempts": 0,
+                }
+            )
+        ids = known
+        if rows:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=["sha256"]), rows)
+            ids = {str(d): int(i) for d, i in conn.execute(by_digest)}
+    except SQLAlchemyError as exc:
+        raise StoreError(describe_db_error(exc)) from exc
+    refs: list[StoredRef] = []
+    seen: set[str] = set(known)
+    for digest in digests:
+        refs.append(StoredRef(ids[digest], digest in seen, digest))
+        seen.add(digest)
+    return refs
+
+
 def set_arrival_override(session: Session, message_id: int, at: datetime) -> None:
     """Record the operator's ``--received-at`` for a message (used instead of the report's dates)."""
     session.execute(update(Message).where(Message.id == message_id).values(arrival_override=at))
 
 
-def raw_bytes(message: Message) -> bytes:
+class HasRaw(Protocol):
+    """Anything carrying a stored message's compressed bytes (the ORM row or a ``PendingMessage``)."""
+
+    @property
+    def raw_z(self) -> bytes:
+        """zlib-compressed raw bytes."""
+
+
+def raw_bytes(message: HasRaw) -> bytes:
     """The message exactly as received."""
     return zlib.decompress(message.raw_z)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- the processing queue, a batch at a time (Core statements: no ORM identity map on the hot path) --
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """What processing reads of one unprocessed message's row."""
+
+    id: int
+    raw_z: bytes
+    rcpt_tos: str
+    protocol: str
+    received_at: datetime
+    arrival_override: datetime | None
+
+
+def _pending(limit: int, ids: Sequence[int] | None) -> Select[Any]:
+    m = MESSAGES.c
+    stmt = select(m.id, m.raw_z, m.rcpt_tos, m.protocol, m.received_at, m.arrival_override).where(m.state == "pending")
+    if ids is not None:
+        stmt = stmt.where(m.id.in_(ids))
+    return stmt.order_by(m.id).limit(limit)
+
+
+def claim_pending_batch(session: Session, limit: int, ids: Sequence[int] | None = None) -> list[PendingMessage]:
+    """Lock up to ``limit`` unprocessed messages (only ``ids`` if given), oldest first, for this transaction.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so several processes or hosts share the queue without waiting
+    on each other or taking the same message. SQLite: the transaction already holds the single write lock.
+    """
+    rows = session.execute(_pending(limit, ids).with_for_update(skip_locked=True)).all()
+    return [PendingMessage(*row) for row in rows]
+
+
+def peek_pending_batch(session: Session, limit: int, ids: Sequence[int] | None = None) -> list[PendingMessage]:
+    """Up to ``limit`` unprocessed messages (only ``ids`` if given), oldest first, without locking them."""
+    return [PendingMessage(*row) for row in session.execute(_pending(limit, ids)).all()]
+
+
+def still_pending(session: Session, ids: Sequence[int]) -> set[int]:
+    """Which of ``ids`` are still unprocessed (SQLite, under the write lock: nobody else can take them now)."""
+    m = MESSAGES.c
+    found: set[int] = set()
+    for chunk in _chunks(ids):
+        found.update(int(i) for i in session.execute(select(m.id).where(m.id.in_(chunk), m.state == "pending")).scalars())
+    return found
+
+
+def finish_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Mark messages processed with their outcome (row keys: ``b_`` + id, kind, detector, parse_error, signed, arrived_at ...)."""
+    if not rows:
+        return
+    m = MESSAGES.c
+    stmt = (
+        update(MESSAGES)
+        .where(m.id == bindparam("b_id"))
+        .values(
+            state="processed",
+            kind=bindparam("b_kind"),
+            detector=bindparam("b_detector"),
+            parse_error=bindparam("b_parse_error"),
+            error=None,
+            signed=bindparam("b_signed"),
+            arrived_at=bindparam("b_arrived_at", type_=UTCDateTime()),
+            processed_at=bindparam("b_processed_at", type_=UTCDateTime()),
+            attempts=m.attempts + 1,
+        )
+    )
+    session.execute(stmt, list(rows))
+
+
+def mark_failed_many(session: Session, failures: Sequence[tuple[int, str]], at: datetime) -> None:
+    """``mark_failed`` for several messages in one statement; ``failures`` holds (message id, error)."""
+    if not failures:
+        return
+    m = MESSAGES.c
+    stmt = (
+        update(MESSAGES)
+        .where(m.id == bindparam("b_id"), m.state != "processed")
+        .values(state="failed", error=bindparam("b_error"), processed_at=at, attempts=m.attempts + 1)
+    )
+    session.execute(stmt, [{"b_id": mid, "b_error": error[:2000]} for mid, error in failures])
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """A locked contact's state as processing reads it."""
+
+    id: int
+    address: str
+    dnc: bool
+    trail_seq: int
+
+
+def lock_contacts(session: Session, addresses: Iterable[str], now: datetime) -> tuple[dict[str, ContactRow], set[str]]:
+    """Create the contacts not known yet, then lock every row until commit; returns them and the addresses created.
+
+    Both steps go in one order (code point order: ``COLLATE "C"`` on PostgreSQL, Python's ``sorted``),
+    so two workers locking overlapping sets never wait on each other in a cycle.
+    """
+    wanted = sorted(set(addresses))
+    created: set[str] = set()
+    found: dict[str, ContactRow] = {}
+    if not wanted:
+        return found, created
+    c = CONTACTS.c
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for chunk in _chunks(wanted):
+        values = [{"address": a, "dnc": False, "trail_seq": 0, "created_at": now} for a in chunk]
+        stmt = _insert(session, CONTACTS).values(values).on_conflict_do_nothing(index_elements=["address"]).returning(c.address)
+        created.update(session.execute(stmt).scalars())
+    for chunk in _chunks(wanted):
+        order = c.address.collate("C") if postgres else c.address
+        stmt = select(c.id, c.address, c.dnc, c.trail_seq).where(c.address.in_(chunk)).order_by(order).with_for_update()
+        for cid, address, dnc, seq in session.execute(stmt).all():
+            found[address] = ContactRow(int(cid), address, bool(dnc), int(seq))
+    return found, created
+
+
+def delete_unused_contacts(session: Session, addresses: Iterable[str]) -> None:
+    """Remove contacts this transaction created that ended up with no event (their message failed)."""
+    c = CONTACTS.c
+    unused = ~select(EVENTS.c.id).where(EVENTS.c.contact_id == c.id).exists()
+    for chunk in _chunks(sorted(set(addresses))):
+        session.execute(delete(CONTACTS).where(c.address.in_(chunk), c.trail_seq == 0, unused))
+
+
+def counted_soft_arrivals_of(
+    session: Session, contact_ids: Iterable[int], since: datetime, until: datetime
+) -> dict[int, list[datetime]]:
+    """``counted_soft_arrivals`` for many contacts in one query: arrivals between ``since`` and ``until``."""
+    e = EVENTS.c
+    t = TRAIL.c
+    cleared = select(func.max(t.at)).where(t.contact_id == e.contact_id, t.action == "off").correlate(EVENTS).scalar_subquery()
+    ids = sorted(set(contact_ids))
+    out: dict[int, list[datetime]] = {i: [] for i in ids}
+    for chunk in _chunks(ids):
+        stmt = select(e.contact_id, e.arrived_at).where(
+            e.contact_id.in_(chunk),
+            e.counted.is_(True),
+            e.superseded.is_(False),
+            e.arrived_at >= since,
+            e.arrived_at <= until,
+            e.recorded_at > func.coalesce(cleared, literal(EPOCH, UTCDateTime())),
+        )
+        for cid, arrived in session.execute(stmt).all():
+            out[int(cid)].append(arrived)
+    return out
+
+
+def _insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` (multi-row statements) and return their new ids in the order given."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [int(i) for i in session.execute(stmt, list(rows)).scalars()]
+    # SQLite: SQLAlchemy would fall back to one statement per row to order RETURNING. A multi-row INSERT
+    # gives each row max(rowid)+1 in turn (INTEGER PRIMARY KEY, no AUTOINCREMENT), and the write lock keeps
+    # anyone else out, so the ids sorted ascending are the rows' ids in the order given.
+    return sorted(int(i) for i in session.execute(insert(table).returning(table.c.id), list(rows)).scalars())
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Record bounce events (every ``BounceEvent`` column but ``id``); their ids, in the order given."""
+    return _insert_returning_ids(session, EVENTS, rows)
+
+
+def insert_trail(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Append trail entries (every ``TrailEntry`` column but ``id``); their ids, in the order given.
+
+    The caller holds the contacts' row locks and gives each entry the next ``seq`` of its contact.
+    """
+    return _insert_returning_ids(session, TRAIL, rows)
+
+
+def update_contacts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Move locked contacts' current state with their new trail entries; each row:
+    ``b_id, trail_seq, last_trail_id, dnc, dnc_since, dnc_source``."""
+    if not rows:
+        return
+    stmt = (
+        update(CONTACTS)
+        .where(CONTACTS.c.id == bindparam("b_id"))
+        .values(
+            trail_seq=bindparam("b_trail_seq"),
+            last_trail_id=bindparam("b_last_trail_id"),
+            dnc=bindparam("b_dnc"),
+            dnc_since=bindparam("b_dnc_since", type_=UTCDateTime()),
+            dnc_source=bindparam("b_dnc_source"),
+        )
+    )
+    session.execute(stmt, list(rows))
 
 
 def claim_pending(session: Session, message_id: int | None = None) -> Message | None:
