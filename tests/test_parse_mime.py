@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,11 @@ def test_boundary_of_a_content_type_is_what_get_boundary_says(value: str) -> Non
     vars(msg)["_headers"] = [("Content-Type", value)]
     found = mime.boundary_of(value)
     assert found is mime._ASK or found == msg.get_boundary()
+
+
+@FUZZ
+@given(st.text(alphabet="ab\r\n", max_size=8))
+def test_line_ending_cut_is_what_feedparser_regex_finds(text: str) -> None:
+    """The trailing line ending cut from payloads and preambles is the one ``(\\r\\n|\\r|\\n)\\Z`` finds."""
+    m = re.search(r"(\r\n|\r|\n)\Z", text)
+    assert mime._eol_length(text) == (len(m.group(0)) if m else 0)

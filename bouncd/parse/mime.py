@@ -29,11 +29,20 @@ MAX_NESTING = 150
 # The patterns of email.feedparser.
 _NLCRE = re.compile(r"\r\n|\r|\n")
 _NLCRE_BOL = re.compile(r"(\r\n|\r|\n)")
-_NLCRE_EOL = re.compile(r"(\r\n|\r|\n)\Z")
 _HEADER_RE = re.compile(r"^(From |[\041-\071\073-\176]*:|[\t ])")
 # A line can only end a part (blank line in a delivery-status part, or "--boundary") when it
 # starts with one of these; the matchers are skipped for every other line.
 _EOF_STARTS = frozenset("-\r\n")
+
+
+def _eol_length(s: str) -> int:
+    """len() of the line ending FeedParser's NLCRE_eol finds at the very end of ``s`` (0: none).
+
+    The regex search tries every position of a part's payload; only the end matters.
+    """
+    if s.endswith("\r\n"):
+        return 2
+    return 1 if s.endswith(("\r", "\n")) else 0
 
 
 class _TooDeep(Exception):
@@ -245,9 +254,9 @@ class _Parser:
                     if preamble:
                         # RFC 2046: the last newline belongs to the boundary.
                         lastline = preamble[-1]
-                        eolmo = _NLCRE_EOL.search(lastline)
-                        if eolmo:
-                            preamble[-1] = lastline[: -len(eolmo.group(0))]
+                        cut = _eol_length(lastline)
+                        if cut:
+                            preamble[-1] = lastline[:-cut]
                         cur.preamble = "".join(preamble)
                     capturing_preamble = False
                     self.unreadline(line)
@@ -267,16 +276,16 @@ class _Parser:
                     if epilogue == "":
                         last.epilogue = None
                     elif epilogue is not None:
-                        eol = _NLCRE_EOL.search(epilogue)
-                        if eol:
-                            last.epilogue = epilogue[: -len(eol.group(0))]
+                        cut = _eol_length(epilogue)
+                        if cut:
+                            last.epilogue = epilogue[:-cut]
                 else:
                     # The raw payload: get_payload() would re-decode 8-bit text (compat32).
                     payload = vars(last)["_payload"]
                     if isinstance(payload, str):
-                        eol = _NLCRE_EOL.search(payload)
-                        if eol:
-                            last.set_payload(payload[: -len(eol.group(0))])
+                        cut = _eol_length(payload)
+                        if cut:
+                            last.set_payload(payload[:-cut])
                 self._eofstack.pop()
                 self._pop_message()
                 self._last = self._cur
@@ -335,9 +344,9 @@ class _Parser:
                 lastheader, lastvalue = "", []
             if line.startswith("From "):
                 if lineno == 0:
-                    mo = _NLCRE_EOL.search(line)
-                    if mo:
-                        line = line[: -len(mo.group(0))]
+                    cut = _eol_length(line)
+                    if cut:
+                        line = line[:-cut]
                     cur.set_unixfrom(line)
                     continue
                 if lineno == len(lines) - 1:
