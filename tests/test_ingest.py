@@ -130,7 +130,7 @@ def test_bounces_for_a_dnc_contact_add_no_trail_entries(engine: Engine, settings
 
 
 def test_process_pending_takes_the_oldest_first_and_marks_them_processed(engine: Engine, settings: Settings) -> None:
-    """Stored messages are processed in arrival order, each in its own transaction."""
+    """Stored messages are processed in arrival order, up to the limit asked for."""
     ids = store(engine, *(inbound(dsn_for(HARD, f"u{i}@example.com", DAY0)) for i in range(3)))
     assert process_pending(engine, settings, limit=2, now=NOW) == 2
     with transaction(engine) as s:
@@ -143,26 +143,93 @@ def test_process_pending_takes_the_oldest_first_and_marks_them_processed(engine:
 def test_a_processing_failure_parks_the_message_with_its_error(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Our bug: the message stays stored, marked failed with the error, is not retried, and nothing half-written remains."""
-    (mid,) = store(engine, inbound(dsn_for(HARD, "dead@example.com", DAY0)))
-    real = ingest.record_message
+    """Our bug after a message's rows were written: that message is rolled back to its savepoint and parked
+    failed with the error (not retried, nothing half-written); the rest of its batch commits."""
+    ids = store(
+        engine,
+        inbound(dsn_for(HARD, "first@example.com", DAY0)),
+        inbound(dsn_for(HARD, "dead@example.com", DAY0)),
+        inbound(dsn_for(HARD, "last@example.com", DAY0)),
+    )
+    bad = ids[1]
+    real = repo.finish_messages
 
-    def explode_after_writing(*args: Any, **kw: Any) -> Any:
-        real(*args, **kw)  # events and trail written ... then the unit of work fails
-        raise RuntimeError("classifier exploded")
+    def explode_after_writing(session: Any, rows: Any) -> None:
+        real(session, rows)  # events, trail and contact written ... then the unit of work fails
+        if any(r["b_id"] == bad for r in rows):
+            raise RuntimeError("classifier exploded")
 
-    monkeypatch.setattr(ingest, "record_message", explode_after_writing)
-    assert process_pending(engine, settings, now=NOW) == 1
+    monkeypatch.setattr(repo, "finish_messages", explode_after_writing)
+    with capture_logs() as logs:
+        assert process_pending(engine, settings, now=NOW) == 3
     assert process_pending(engine, settings, now=NOW) == 0  # never retried in a loop
+    assert [e["message_id"] for e in logs if e["event"] == "message.failed"] == [bad]
     with transaction(engine) as s:
-        msg = repo.get_message(s, mid)
+        msg = repo.get_message(s, bad)
         assert msg.state == "failed" and msg.error == "RuntimeError: classifier exploded"
         assert repo.raw_bytes(msg).startswith(b"From: MAILER-DAEMON")
-        assert repo.list_bounces(s) == [] and repo.find_contact(s, "dead@example.com") is None
-    monkeypatch.setattr(ingest, "record_message", real)
+        assert [e.recipient for e in repo.list_bounces(s)] == ["last@example.com", "first@example.com"]
+        assert repo.find_contact(s, "dead@example.com") is None
+        assert [repo.get_message(s, i).state for i in ids] == ["processed", "failed", "processed"]
+    assert trail(engine, "first@example.com") == trail(engine, "last@example.com") == [("on", "hard_bounce", "5.1.1")]
+    monkeypatch.setattr(repo, "finish_messages", real)
     changes = reprocess(engine, settings, now=NOW)  # once fixed, a reprocess picks it up
     assert ("state", "failed", "processed") in [(c.what, c.before, c.after) for c in changes]
     assert trail(engine, "dead@example.com")[0][:2] == ("on", "reprocess")
+
+
+def test_one_batch_decides_each_message_with_the_history_of_the_earlier_ones(engine: Engine, settings: Settings) -> None:
+    """Five mailbox-full days and two hard bounces for one contact each, stored together and processed as one
+    batch: the fifth day raises DNC once, the second hard bounce finds the contact already DNC."""
+    store(engine, *(full_on(day) for day in range(5)))
+    store(engine, *(inbound(dsn_for(HARD, "dead@example.com", DAY0 + timedelta(days=d))) for d in range(2)))
+    with capture_logs() as logs:
+        assert process_pending(engine, settings, now=NOW) == 7
+    assert trail(engine, "full@example.com") == [("on", "soft_bounces", "4.2.2")]
+    assert trail(engine, "dead@example.com") == [("on", "hard_bounce", "5.1.1")]
+    with transaction(engine) as s:
+        rules = [(e.recipient, e.policy_rule) for e in reversed(repo.list_bounces(s)) if e.recipient == "dead@example.com"]
+        contact = repo.find_contact(s, "dead@example.com")
+        assert contact is not None and contact.dnc and contact.trail_seq == 1 and contact.dnc_source == "hard_bounce"
+    assert [r for _, r in rules] == ["policy.hard_bounce", "policy.already_dnc"]
+    raised = [e["contact"] for e in logs if e["event"] == "dnc.raised"]
+    assert sorted(raised) == ["dead@example.com", "full@example.com"]
+    assert len([e for e in logs if e["event"] == "bounce.recorded"]) == 7
+
+
+def test_a_message_that_fails_in_a_batch_does_not_count_for_the_next_ones(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy raises for one of five mailbox-full days: that message is parked, the four others are
+    recorded, and four days are not enough for DNC."""
+    real = ingest.decide
+    broken_day = (DAY0 + timedelta(days=2)).date()
+
+    def decide_badly(obs: Any, *args: Any, **kw: Any) -> Any:
+        if obs.arrived_at.date() == broken_day:
+            raise KeyError("policy bug")
+        return real(obs, *args, **kw)
+
+    monkeypatch.setattr(ingest, "decide", decide_badly)
+    ids = store(engine, *(full_on(day) for day in range(5)))
+    assert process_pending(engine, settings, now=NOW) == 5
+    with transaction(engine) as s:
+        states = [repo.get_message(s, i).state for i in ids]
+        assert len(repo.list_bounces(s)) == 4 and repo.get_message(s, ids[2]).error == "KeyError: 'policy bug'"
+    assert states == ["processed", "processed", "failed", "processed", "processed"]
+    assert trail(engine, "full@example.com") == []
+
+
+def test_each_recorded_bounce_is_logged_once(engine: Engine, settings: Settings) -> None:
+    """One bounce.recorded event per recorded recipient result, with its verdict; dnc.raised for the raise."""
+    with capture_logs() as logs:
+        result = ingest_message(engine, settings, inbound(dsn_for(HARD, "dead@example.com", DAY0)), now=NOW)
+    (recorded,) = [e for e in logs if e["event"] == "bounce.recorded"]
+    assert recorded["message_id"] == result.message_id and recorded["event_id"] == result.events[0].event_id
+    assert recorded["contact"] == "dead@example.com" and recorded["hard"] is True and recorded["reason"] == "userunknown"
+    assert recorded["policy"] == "policy.hard_bounce"
+    (raised,) = [e for e in logs if e["event"] == "dnc.raised"]
+    assert raised["source"] == "hard_bounce" and raised["message_id"] == result.message_id
 
 
 def test_signed_return_paths_are_required_when_configured(engine: Engine) -> None:
