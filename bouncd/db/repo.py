@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -294,6 +295,9 @@ def finish_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Mark messages processed with their outcome (row keys: ``b_`` + id, kind, detector, parse_error, signed, arrived_at ...)."""
     if not rows:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        _pg_update_from_arrays(session, MESSAGES, rows, "state = 'processed', error = NULL, attempts = attempts + 1")
+        return
     m = MESSAGES.c
     stmt = (
         update(MESSAGES)
@@ -347,18 +351,37 @@ def lock_contacts(session: Session, addresses: Iterable[str], now: datetime) -> 
     found: dict[str, ContactRow] = {}
     if not wanted:
         return found, created
+    if session.get_bind().dialect.name == "postgresql":
+        conn = session.connection()
+        created.update(conn.exec_driver_sql(_PG_CREATE_CONTACTS, {"addresses": wanted, "now": now}).scalars())
+        for cid, address, dnc, seq in conn.exec_driver_sql(_PG_LOCK_CONTACTS, {"addresses": wanted}).all():
+            found[address] = ContactRow(int(cid), address, bool(dnc), int(seq))
+        return found, created
     c = CONTACTS.c
-    postgres = session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(wanted):
         values = [{"address": a, "dnc": False, "trail_seq": 0, "created_at": now} for a in chunk]
         stmt = _insert(session, CONTACTS).values(values).on_conflict_do_nothing(index_elements=["address"]).returning(c.address)
         created.update(session.execute(stmt).scalars())
     for chunk in _chunks(wanted):
-        order = c.address.collate("C") if postgres else c.address
-        stmt = select(c.id, c.address, c.dnc, c.trail_seq).where(c.address.in_(chunk)).order_by(order).with_for_update()
+        stmt = select(c.id, c.address, c.dnc, c.trail_seq).where(c.address.in_(chunk))
         for cid, address, dnc, seq in session.execute(stmt).all():
             found[address] = ContactRow(int(cid), address, bool(dnc), int(seq))
     return found, created
+
+
+# PostgreSQL gets the whole batch as one array parameter: the statement text stays the same whatever the
+# batch size (psycopg converts and prepares it once; a multi-row VALUES list of a few thousand placeholders
+# was re-parsed by psycopg for every batch, most of the database time). COLLATE "C" orders by code point,
+# as Python's sorted() does. SQLite needs no row locks: the writer holds the database's only write lock.
+_PG_CREATE_CONTACTS = """
+INSERT INTO contacts (address, dnc, trail_seq, created_at)
+SELECT a, false, 0, %(now)s FROM unnest(%(addresses)s::varchar[]) AS u(a) ORDER BY a COLLATE "C"
+ON CONFLICT (address) DO NOTHING RETURNING address
+"""
+_PG_LOCK_CONTACTS = """
+SELECT id, address, dnc, trail_seq FROM contacts WHERE address = ANY(%(addresses)s::varchar[])
+ORDER BY address COLLATE "C" FOR UPDATE
+"""
 
 
 def delete_unused_contacts(session: Session, addresses: Iterable[str]) -> None:
@@ -392,13 +415,37 @@ def counted_soft_arrivals_of(
     return out
 
 
+def _pg_array(session: Session, table: Table, column: str, param: str) -> str:
+    # Element types without a length: an explicit cast to varchar(n) would cut silently; the assignment
+    # cast of the INSERT or UPDATE refuses an over-long value, as a plain statement does.
+    sql_type = table.c[column].type.compile(dialect=session.get_bind().dialect)
+    return f"%({param})s::{re.sub(r'[(][0-9, ]+[)]', '', sql_type)}[]"
+
+
+def _pg_update_from_arrays(session: Session, table: Table, rows: Sequence[dict[str, Any]], fixed: str = "") -> None:
+    """PostgreSQL: update rows by id from one array per column (row keys ``b_`` + column) in one statement."""
+    cols = [k[2:] for k in rows[0] if k != "b_id"]
+    sets = ", ".join([f'"{c}" = u."{c}"' for c in cols] + ([fixed] if fixed else []))
+    arrays = ", ".join(_pg_array(session, table, c, f"b_{c}") for c in ["id", *cols])
+    names = ", ".join(f'"{c}"' for c in ["id", *cols])
+    sql = f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) AS u({names}) WHERE {table.name}.id = u.id"
+    session.connection().exec_driver_sql(sql, {k: [r[k] for r in rows] for k in rows[0]})
+
+
 def _insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` (multi-row statements) and return their new ids in the order given."""
     if not rows:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return [int(i) for i in session.execute(stmt, list(rows)).scalars()]
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        # One array per column, unnested in the order given (WITH ORDINALITY ... ORDER BY n): the ids come
+        # from the sequence in that order, so sorted they are the rows' ids in the order given.
+        cols = list(rows[0])
+        names = ", ".join(f'"{c}"' for c in cols)
+        arrays = ", ".join(_pg_array(session, table, c, c) for c in cols)
+        sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) "
+        params = {c: [r[c] for r in rows] for c in cols}
+        return sorted(int(i) for i in session.connection().exec_driver_sql(sql + "ORDER BY n RETURNING id", params).scalars())
     # SQLite: SQLAlchemy would fall back to one statement per row to order RETURNING. A multi-row INSERT
     # gives each row max(rowid)+1 in turn (INTEGER PRIMARY KEY, no AUTOINCREMENT), and the write lock keeps
     # anyone else out, so the ids sorted ascending are the rows' ids in the order given.
@@ -422,6 +469,9 @@ def update_contacts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Move locked contacts' current state with their new trail entries; each row:
     ``b_id, trail_seq, last_trail_id, dnc, dnc_since, dnc_source``."""
     if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _pg_update_from_arrays(session, CONTACTS, rows)
         return
     stmt = (
         update(CONTACTS)
