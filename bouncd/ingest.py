@@ -163,13 +163,18 @@ def _fit_address(address: str | None) -> str | None:
     return address if address and len(address) <= 320 else None
 
 
-def _cut(value: str | None, size: int) -> str | None:
+def _cut(value: str | None, size: int | None = None) -> str | None:
     # Detectors read these from untrusted text: never let an over-long value fail the whole message.
-    return value[:size] if value else value
+    # PostgreSQL text cannot hold U+0000, which broken MTAs copy into diagnostics: mark it instead.
+    if not value:
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value[:size] if size else value
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    return _cut(f"{type(exc).__name__}: {exc}".splitlines()[0], 500) or type(exc).__name__
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -272,12 +277,12 @@ def _plan(
                 "reason": _cut(result.reason, 32) or "undefined",
                 "status": _cut(result.status, 16),
                 "reply_code": _cut(result.reply_code, 8),
-                "diagnostic": result.diagnostic or "",
-                "remote_mta": result.remote_mta,
+                "diagnostic": _cut(result.diagnostic) or "",
+                "remote_mta": _cut(result.remote_mta),
                 "command": _cut(result.command, 8),
                 "rule": rule,
-                "evidence": result.evidence or "",
-                "original_message_id": report.original_message_id,
+                "evidence": _cut(result.evidence) or "",
+                "original_message_id": _cut(report.original_message_id),
                 "arrived_at": prep.arrived,
                 "recorded_at": now,
                 "signed": prep.signed,
@@ -303,7 +308,7 @@ def _plan(
                 "actor": actor,
                 "rule": rule,
                 "policy_rule": decision.rule,
-                "note": note,
+                "note": _cut(note) or "",
                 "bounce_event_id": None,
                 "at": now,
             }
@@ -360,7 +365,7 @@ def _write(session: Session, plans: Sequence[_Plan], now: datetime) -> dict[int,
                 "b_id": plan.prep.msg.id,
                 "b_kind": str(plan.prep.report.kind),
                 "b_detector": plan.prep.report.detector,
-                "b_parse_error": plan.prep.report.error,
+                "b_parse_error": _cut(plan.prep.report.error),
                 "b_signed": plan.prep.signed,
                 "b_arrived_at": plan.prep.arrived,
                 "b_processed_at": now,

@@ -316,3 +316,43 @@ def test_a_parser_crash_parks_the_message_too(engine: Engine, settings: Settings
     with transaction(engine) as s:
         msg = repo.get_message(s, mid)
         assert msg.state == "failed" and msg.error == "ValueError: parser bug"
+
+
+def test_a_nul_character_in_a_diagnostic_is_stored_on_both_backends(engine: Engine, settings: Settings) -> None:
+    """Binary junk copied into a DSN (U+0000, which PostgreSQL text refuses) is recorded as U+FFFD, not a failure."""
+    raw = make_dsn("dead@example.com", "5.1.1", "550 user unknown \x00\x00 here", DAY0)
+    result = ingest_message(engine, settings, inbound(raw), now=NOW)
+    assert result.state == "processed" and result.dnc_raised == ("dead@example.com",)
+    with transaction(engine) as s:
+        (event,) = repo.list_bounces(s)
+    assert "user unknown \ufffd\ufffd here" in event.diagnostic
+
+
+def test_a_row_the_database_refuses_parks_only_its_message(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refuses an over-long value for one message of a batch: the batch is retried one message per
+    savepoint, that message is parked failed, the others are recorded with their DNC changes."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce column lengths")
+    real = ingest.analyze
+
+    def overlong_status(raw: bytes, rcpt: str | None = None) -> Report:
+        import dataclasses
+
+        report = real(raw, rcpt)
+        if b"bad@example.com" not in raw:
+            return report
+        return dataclasses.replace(report, detector="d" * 100)  # messages.detector is VARCHAR(64)
+
+    monkeypatch.setattr(ingest, "analyze", overlong_status)
+    ids = store(engine, *(inbound(dsn_for(HARD, f"{who}@example.com", DAY0)) for who in ("a", "bad", "c")))
+    with capture_logs() as logs:
+        assert process_pending(engine, settings, now=NOW) == 3
+    assert any(e["event"] == "batch.write_failed" for e in logs)
+    with transaction(engine) as s:
+        states = [repo.get_message(s, i).state for i in ids]
+        error = repo.get_message(s, ids[1]).error or ""
+        assert repo.find_contact(s, "bad@example.com") is None
+    assert states == ["processed", "failed", "processed"] and "DataError" in error
+    assert trail(engine, "a@example.com") == trail(engine, "c@example.com") == [("on", "hard_bounce", "5.1.1")]
