@@ -414,7 +414,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     lines = ["by kind: " + ", ".join(f"{k} {n}" for k, n in data["by_kind"].items())]
     lines += [f"  {r['reason']:<16} {'hard' if r['hard'] else 'soft'} {r['count']}" for r in data["by_reason"]]
     lines += ["by day:"] + [f"  {d} {n}" for d, n in data["by_day"].items()]
-    lines += ["messages: " + ", ".join(f"{k} {n}" for k, n in data["messages"].items()), f"DNC contacts: {data['dnc_contacts']}"]
+    by_state = ", ".join(f"{k} {n}" for k, n in data["messages_by_state"].items())
+    backlog = data["backlog"]
+    age = backlog["oldest_age_seconds"]
+    lines += [f"messages: {data['messages']}" + (f" ({by_state})" if by_state else "")]
+    lines += [f"backlog: {backlog['count']}" + (f", oldest {age:.0f} s ago" if age is not None else "")]
+    lines += [f"DNC contacts: {data['dnc_contacts']}"]
     emit(args, data, "\n".join(lines))
     return EXIT_OK
 

@@ -154,10 +154,34 @@ def test_stats_and_bounce_filters(cli: Cli) -> None:
     cli.ingest(make_arf("angry@example.com", DAY0 + timedelta(days=2)))
     stats = cli.json("stats")
     assert stats["by_kind"] == {"bounce": 2, "feedback": 1} and stats["dnc_contacts"] == 2
+    assert stats["messages"] == 3 and stats["messages_by_state"] == {"processed": 3}
+    assert stats["backlog"] == {"count": 0, "oldest_age_seconds": None}
     assert stats["by_day"] == {"2026-11-02": 1, "2026-11-03": 1, "2026-11-04": 1}
     assert [b["recipient"] for b in cli.json("bounces", "list", "--hard")] == ["dead@example.com"]
     assert [b["recipient"] for b in cli.json("bounces", "list", "--contact", "FULL@example.com")] == ["full@example.com"]
     assert [b["kind"] for b in cli.json("bounces", "list", "--since", "2026-11-04")] == ["feedback"]
+
+
+def test_stats_counts_stored_messages_and_the_backlog_waiting_for_processing(cli: Cli) -> None:
+    """`messages` is one integer (every stored message), split by state; `backlog` counts the unprocessed ones
+    and the age of the oldest, as the listener leaves them before the processing loop gets to them."""
+    from bouncd.db import repo
+    from bouncd.db.session import transaction
+    from bouncd.records import Inbound
+
+    cli.ingest(dsn_for(HARD, "dead@example.com", DAY0))
+    stored_at = datetime.now(UTC) - timedelta(minutes=5)
+    engine = make_engine(cli.url)
+    with transaction(engine) as s:
+        for who in ("a", "b"):
+            raw = dsn_for(HARD, f"{who}@example.com", DAY0)
+            repo.store_inbound(s, [Inbound(raw=raw, received_at=stored_at, rcpt_tos=("bounces@example.org",))])
+    engine.dispose()
+    stats = cli.json("stats")
+    assert stats["messages"] == 3 and stats["messages_by_state"] == {"processed": 1, "pending": 2}
+    assert stats["backlog"]["count"] == 2 and 300 <= stats["backlog"]["oldest_age_seconds"] < 400
+    code, out, _ = cli.run("stats")
+    assert code == EXIT_OK and "messages: 3 (" in out and "backlog: 2, oldest 3" in out
 
 
 def test_reprocess_dry_run_with_unchanged_rules_changes_nothing(cli: Cli) -> None:

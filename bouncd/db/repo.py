@@ -687,8 +687,9 @@ def list_bounces(
     return list(session.execute(stmt).scalars())
 
 
-def stats(session: Session, since: datetime | None = None) -> dict[str, Any]:
-    """Counts of events by kind, by reason (with hard/soft) and by arrival day; messages by state."""
+def stats(session: Session, since: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Counts of events by kind, by reason (with hard/soft) and by arrival day; messages (all stored, by
+    state) and the backlog of unprocessed ones (count, age of the oldest at ``now``)."""
     cond: list[ColumnElement[bool]] = [BounceEvent.superseded.is_(False)]
     if since is not None:
         cond.append(BounceEvent.arrived_at >= since)
@@ -702,14 +703,24 @@ def stats(session: Session, since: datetime | None = None) -> dict[str, Any]:
     )
     by_day = session.execute(select(day, func.count()).where(where).group_by(day).order_by(day)).all()
     states = session.execute(select(Message.state, func.count()).group_by(Message.state)).all()
+    oldest = session.execute(select(func.min(Message.received_at)).where(Message.state == "pending")).scalar_one_or_none()
     dnc = session.execute(select(func.count()).select_from(Contact).where(Contact.dnc.is_(True))).scalar_one()
+    by_state = {str(s): int(n) for s, n in states}
+    age = None
+    if oldest is not None:
+        # min() loses the column type on SQLite (naive text back): read it as UTC, as UTCDateTime does.
+        when = oldest if isinstance(oldest, datetime) else datetime.fromisoformat(str(oldest))
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+        age = round(max(0.0, ((now or datetime.now(UTC)) - when).total_seconds()), 3)
     return {
         "by_kind": {str(k): int(n) for k, n in by_kind},
         "by_reason": sorted(
             ({"reason": r, "hard": bool(h), "count": int(n)} for r, h, n in by_reason), key=lambda x: (-x["count"], x["reason"])
         ),
         "by_day": {str(d): int(n) for d, n in by_day},
-        "messages": {str(s): int(n) for s, n in states},
+        "messages": sum(by_state.values()),
+        "messages_by_state": by_state,
+        "backlog": {"count": by_state.get("pending", 0), "oldest_age_seconds": age},
         "dnc_contacts": int(dnc),
     }
 
