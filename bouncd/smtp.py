@@ -44,6 +44,9 @@ R550_NOT_A_BOUNCE_ADDRESS = "550 5.1.1 Recipient address rejected: not a bounce 
 R552_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 R554_ACCESS_DENIED = "554 5.7.1 Access denied: client network not allowed"
 
+# RFC 5321 section 4.5.3.2.6: a server should wait 10 minutes for the end of data (and the commit after it).
+DATA_TIMEOUT_SECONDS = 600.0
+
 StoreBatch = Callable[[Sequence[Inbound]], Sequence[object]]
 
 
@@ -310,10 +313,14 @@ class Gate:
             if not busy_too and getattr(getattr(s, "envelope", None), "mail_from", None):
                 continue
             transport = getattr(s, "transport", None)
-            if transport is not None:
+            if transport is None or transport.is_closing():
+                continue  # already going (a QUIT a moment ago); a TLS transport then has no protocol to write to
+            try:
                 transport.write(reply.encode("ascii") + b"\r\n")
                 transport.close()
-                closed += 1
+            except (AttributeError, OSError, RuntimeError):  # lost while we looked: it is closed either way
+                continue
+            closed += 1
         return closed
 
     def __post_init__(self) -> None:
@@ -364,6 +371,18 @@ class _BouncdMixin:
             self.transport.close()  # type: ignore[attr-defined]
             return
         await super()._handle_client()  # type: ignore[misc]
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd arms command_timeout once per command, not per line read, and leaves it running while
+        # the handler waits for the commit: a transfer or a commit slower than command_timeout would drop
+        # the session mid-DATA (perhaps after the commit: the MTA retries, a duplicate to store again).
+        # RFC 5321 section 4.5.3.2: DATA blocks get 3 minutes, the final dot 10, so DATA gets the longer.
+        self._reset_timeout(max(self._timeout_duration, DATA_TIMEOUT_SECONDS))  # type: ignore[attr-defined]
+        try:
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+        finally:
+            if self.transport is not None:  # type: ignore[attr-defined]
+                self._reset_timeout()  # type: ignore[attr-defined]  # back to command_timeout for what follows
 
     async def push(self, status: str | bytes) -> None:
         # aiosmtpd's size replies carry no enhanced status code; RFC 3463 wants 5.3.4 for "too big".

@@ -39,13 +39,13 @@ NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 class Running:
     """A listener serving on a background event loop."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, store_batch: Any = None) -> None:
         self.settings = settings
         self.engine = engine
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.listener = Listener(settings, make_store_batch(engine))
+        self.listener = Listener(settings, store_batch or make_store_batch(engine))
         sock = bind_socket("127.0.0.1", 0)
         self.host, self.port = self.call(self.listener.start(sock))
 
@@ -421,3 +421,31 @@ def test_silent_client_is_disconnected_after_command_timeout(serve: Callable[...
     with pytest.raises(smtplib.SMTPServerDisconnected):
         c.noop()
     assert r.listener.gate.open_sessions == 0
+
+
+def test_commit_slower_than_command_timeout_still_gets_its_250(engine: Engine) -> None:
+    """A commit that takes longer than command_timeout does not drop the session mid-DATA: the sender gets
+    its 250 (aiosmtpd's command timer ran on through DATA), and the session is still usable afterwards."""
+    import time
+
+    real = make_store_batch(engine)
+
+    def slow_store(items: Any) -> Any:
+        time.sleep(1.0)  # a slow disk or a busy PostgreSQL: longer than the 0.4 s command_timeout below
+        return real(items)
+
+    r = Running(_settings(command_timeout=0.4), engine, store_batch=slow_store)
+    try:
+        with r.client() as c:
+            c.ehlo("mx")
+            c.mail("<>")
+            c.rcpt("b@bounces.example.org")
+            code, _ = c.data(dsn_for(HARD, "slow@example.net", NOW))
+            assert code == 250
+            assert c.noop()[0] == 250
+            time.sleep(1.0)  # idle again: the ordinary command timeout applies after DATA
+            with pytest.raises(smtplib.SMTPServerDisconnected):
+                c.noop()
+    finally:
+        r.stop()
+    assert len(_stored(engine)) == 1
