@@ -10,12 +10,19 @@ Each target gets the same load: ``--connections`` concurrent SMTP sessions (defa
 messages back to back over one connection (as an MTA's connection cache does), ``--messages`` in total.
 Printed per target: accepted msgs/s, ratio to noop, latency p50/p99 (MAIL FROM to the reply after DATA),
 lost messages (got 250 but not in the database), time for the backlog to drain after the load ends and
-the processing rate, and the peak resident memory of the server's processes (sampled four times during
-the run too, to show it stays flat).
+the processing rate, the server's CPU time per accepted message (its processes, during the load; the
+PostgreSQL server's own processes are not counted), and the peak resident memory of the server's
+processes (sampled four times during the run too, to show it stays flat).
+
+Fair comparison: every target gets the same client, the same messages (sizes) and the same concurrency;
+bouncd logs at its default level (info: one ``message.accepted`` event per message, as deployed), its
+output going to /dev/null like the do-nothing server's. On a shared machine, ``--repeat N`` runs every
+target N times (interleaved) and reports each target's median run by rate.
 
     .venv/bin/python bench/smtp_bench.py                       # 20,000 messages per target
     .venv/bin/python bench/smtp_bench.py --messages 100000     # the long run
     .venv/bin/python bench/smtp_bench.py --only bouncd-sqlite
+    .venv/bin/python bench/smtp_bench.py --repeat 3             # medians of three interleaved rounds
 """
 
 from __future__ import annotations
@@ -214,6 +221,25 @@ class Server:
                 continue
         return total / 1024
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its descendants (children still running)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        stats: dict[int, tuple[int, float]] = {}
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+                stats[int(stat.split("/")[2])] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+            except (OSError, IndexError, ValueError):
+                continue
+        pids, changed = {self.proc.pid}, True
+        while changed:
+            changed = False
+            for pid, (ppid, _cpu) in stats.items():
+                if ppid in pids and pid not in pids:
+                    pids.add(pid)
+                    changed = True
+        return sum(stats[p][1] for p in pids if p in stats)
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -294,6 +320,7 @@ class Result:
     peak_mb: float = 0.0
     undrained: int = 0
     rss_samples: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # the server's processes, during the load
 
     @property
     def rate(self) -> float:
@@ -315,6 +342,7 @@ def run_target(name: str, server: Server, args: argparse.Namespace, url: str | N
     chunks = 4
     load = Load()
     t_start = time.perf_counter()
+    cpu_start = server.cpu_seconds()
     for i in range(chunks):  # four equal parts, so the memory can be read at each quarter of the run
         part = drive(server.port, args.messages // chunks, args.connections, f"{name}{i}")
         load.acked += part.acked
@@ -323,7 +351,7 @@ def run_target(name: str, server: Server, args: argparse.Namespace, url: str | N
         load.latencies += part.latencies
         load.seconds += part.seconds
         samples.append(server.rss_mb())
-    result = Result(name, load, rss_samples=samples)
+    result = Result(name, load, rss_samples=samples, cpu_seconds=server.cpu_seconds() - cpu_start)
     if url is not None:
         backlog = Backlog(url)
         total, pending = backlog.counts()
@@ -355,7 +383,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(f"\nSMTP load: {args.messages} messages per target, {args.connections} concurrent connections, loopback, "
           f"{os.cpu_count()} cores")  # fmt: skip
     head = f"{'target':<16} {'msgs/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'250s':>7} {'lost':>5} " \
-           f"{'drain s':>8} {'proc/s':>7} {'peak MiB':>9}  RSS by quarter (MiB)"  # fmt: skip
+           f"{'drain s':>8} {'proc/s':>7} {'cpu ms':>7} {'peak MiB':>9}  RSS by quarter (MiB)"  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in results:
@@ -364,8 +392,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         drain = "-" if r.drain_seconds is None else f"{r.drain_seconds:.1f}"
         proc = "-" if r.processed_rate is None else f"{r.processed_rate:.0f}"
         quarters = " ".join(f"{x:.0f}" for x in r.rss_samples)
+        cpu = f"{r.cpu_seconds * 1000 / r.load.acked:.3f}" if r.load.acked else "-"
         print(f"{r.name:<16} {r.rate:>8.0f} {ratio:>6} {_pct(r.load.latencies, 50) * 1000:>7.1f} "
-              f"{_pct(r.load.latencies, 99) * 1000:>7.1f} {r.load.acked:>7} {lost:>5} {drain:>8} {proc:>7} "
+              f"{_pct(r.load.latencies, 99) * 1000:>7.1f} {r.load.acked:>7} {lost:>5} {drain:>8} {proc:>7} {cpu:>7} "
               f"{r.peak_mb:>9.0f}  {quarters}")  # fmt: skip
         if r.undrained:
             print(f"  ({r.undrained} messages still unprocessed after --drain-timeout {args.drain_timeout:.0f} s)")
@@ -375,6 +404,42 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print("lost: messages answered 250 that are not in the database (must be 0).")
     print("drain s: seconds after the load ended until every stored message was processed;")
     print("proc/s: messages processed per second from the start of the load until the backlog was empty.")
+    print("cpu ms: CPU time of the server's processes (listener, processing) per accepted message, during the load.")
+    if args.repeat > 1:
+        print(f"each row: the median run by msgs/s of {args.repeat} (runs: " + "; ".join(
+            f"{name} {' '.join(f'{x:.0f}' for x in rates)}" for name, rates in args.all_rates.items()) + ")")
+
+
+def _run_once(name: str, round_no: int, base: Path, env: dict[str, str], args: argparse.Namespace) -> Result | None:
+    """Start one target on a fresh database, load it, stop it."""
+    print(f"running {name} (round {round_no + 1}) ...", file=sys.stderr, flush=True)
+    pg: tuple[str, list[str], Path] | None = None
+    url: str | None = None
+    try:
+        if name == "noop":
+            port_file = base / f"noop{round_no}.port"
+            server = Server([sys.executable, __file__, "--serve-noop", str(port_file)], env, base, port_file)
+        else:
+            if name == "bouncd-sqlite":
+                url = f"sqlite:///{base / f'bench{round_no}.sqlite3'}"
+            else:
+                # Its own top-level temp dir: the server runs as "postgres" and must reach it.
+                pg = start_postgres(Path(tempfile.mkdtemp(prefix="bouncd-bench-pg-")))
+                if pg is None:
+                    print("  skipped: no PostgreSQL server binaries", file=sys.stderr)
+                    return None
+                url = pg[0]
+            cmd = [sys.executable, "-m", "bouncd", "serve", "--listen", "127.0.0.1:0", "--db", url,
+                   "--bounce-domain", "bounces.example.org", "--workers", str(args.workers)]  # fmt: skip
+            server = Server(cmd, env, base)
+        try:
+            return run_target(name, server, args, url)
+        finally:
+            server.stop()
+    finally:
+        if pg is not None:
+            subprocess.run([*pg[1], "-m", "fast", "stop"], capture_output=True)
+            shutil.rmtree(pg[2], ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,48 +451,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="bouncd --workers (default 1)")
     parser.add_argument("--no-processing", action="store_true", help="run bouncd without its processing loop")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="longest wait for the backlog (s)")
+    parser.add_argument("--repeat", type=int, default=1, help="run every target N times, report the median (default 1)")
+    parser.add_argument("--log-level", default="info", help="bouncd's log level (default info, as deployed)")
     parser.add_argument("--serve-noop", metavar="PORT_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_noop:
         _noop_server(args.serve_noop)
         return 0
     targets = args.only or ["noop", "bouncd-sqlite", "bouncd-postgres"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOUNCD_LOG_LEVEL": "warning", "BOUNCD_LOG_FORMAT": "json"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BOUNCD_LOG_LEVEL": args.log_level, "BOUNCD_LOG_FORMAT": "json"}
     env.pop("BOUNCD_CONFIG", None)
     if args.no_processing:
         env["BOUNCD_PROCESSING_PROCESSES"] = "0"
-    results: list[Result] = []
+    runs: dict[str, list[Result]] = {name: [] for name in targets}
     base = Path(tempfile.mkdtemp(prefix="bouncd-bench-"))
-    pg: tuple[str, list[str], Path] | None = None
     try:
-        for name in targets:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            if name == "noop":
-                port_file = base / "noop.port"
-                server = Server([sys.executable, __file__, "--serve-noop", str(port_file)], env, base, port_file)
-                url = None
-            else:
-                if name == "bouncd-sqlite":
-                    url = f"sqlite:///{base / 'bench.sqlite3'}"
-                else:
-                    # Its own top-level temp dir: the server runs as "postgres" and must reach it.
-                    pg = start_postgres(Path(tempfile.mkdtemp(prefix="bouncd-bench-pg-")))
-                    if pg is None:
-                        print("  skipped: no PostgreSQL server binaries", file=sys.stderr)
-                        continue
-                    url = pg[0]
-                cmd = [sys.executable, "-m", "bouncd", "serve", "--listen", "127.0.0.1:0", "--db", url,
-                       "--bounce-domain", "bounces.example.org", "--workers", str(args.workers)]  # fmt: skip
-                server = Server(cmd, env, base)
-            try:
-                results.append(run_target(name, server, args, url))
-            finally:
-                server.stop()
+        for round_no in range(max(1, args.repeat)):
+            for name in targets:
+                result = _run_once(name, round_no, base, env, args)
+                if result is not None:
+                    runs[name].append(result)
     finally:
-        if pg is not None:
-            subprocess.run([*pg[1], "-m", "fast", "stop"], capture_output=True)
-            shutil.rmtree(pg[2], ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+    results = []
+    for rs in runs.values():
+        if rs:
+            results.append(sorted(rs, key=lambda r: r.rate)[(len(rs) - 1) // 2])
+    args.all_rates = {name: [r.rate for r in rs] for name, rs in runs.items() if rs}
     report(results, args)
     return 0
 
