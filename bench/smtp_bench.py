@@ -387,7 +387,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print(head)
     print("-" * len(head))
     for r in results:
-        ratio = f"{r.rate / noop.rate:.2f}" if noop and noop.rate else "-"
+        ratios = getattr(args, "ratios", {}).get(r.name) or ([r.rate / noop.rate] if noop and noop.rate else [])
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
         lost = "-" if r.stored is None else str(max(0, r.load.acked - r.stored))
         drain = "-" if r.drain_seconds is None else f"{r.drain_seconds:.1f}"
         proc = "-" if r.processed_rate is None else f"{r.processed_rate:.0f}"
@@ -406,8 +407,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     print("proc/s: messages processed per second from the start of the load until the backlog was empty.")
     print("cpu ms: CPU time of the server's processes (listener, processing) per accepted message, during the load.")
     if args.repeat > 1:
-        print(f"each row: the median run by msgs/s of {args.repeat} (runs: " + "; ".join(
-            f"{name} {' '.join(f'{x:.0f}' for x in rates)}" for name, rates in args.all_rates.items()) + ")")
+        print(f"each row: the median run by msgs/s of {args.repeat}; ratio: the median of each round's ratio (runs: "
+              + "; ".join(f"{name} {' '.join(f'{x:.0f}' for x in rates)}" for name, rates in args.all_rates.items())
+              + "; ratios: " + "; ".join(f"{name} {' '.join(f'{x:.2f}' for x in rs)}" for name, rs in args.ratios.items())
+              + ")")
 
 
 def _run_once(name: str, round_no: int, base: Path, env: dict[str, str], args: argparse.Namespace) -> Result | None:
@@ -478,6 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         if rs:
             results.append(sorted(rs, key=lambda r: r.rate)[(len(rs) - 1) // 2])
     args.all_rates = {name: [r.rate for r in rs] for name, rs in runs.items() if rs}
+    # The ratio of each round is taken against that round's do-nothing run (the load of a shared machine
+    # drifts between rounds), and the median of those is reported.
+    noop_runs = runs.get("noop", [])
+    args.ratios = {
+        name: [r.rate / n.rate for r, n in zip(rs, noop_runs, strict=False) if n.rate]
+        for name, rs in runs.items()
+        if rs and noop_runs
+    }
     report(results, args)
     return 0
 

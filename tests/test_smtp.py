@@ -386,6 +386,30 @@ def test_batch_store_marks_duplicates_within_and_across_batches(engine: Engine) 
     assert len(_stored(engine)) == 3
 
 
+def test_listener_writer_marks_duplicates_within_and_across_batches(engine: Engine) -> None:
+    """The listener's writer (one INSERT ... RETURNING per batch): same bytes twice in one batch, or already
+    stored, map to one row each and are reported as duplicates; a failed batch leaves nothing behind."""
+    from bouncd.errors import StoreError
+    from bouncd.records import Inbound
+
+    def item(raw: bytes) -> Inbound:
+        return Inbound(raw=raw, received_at=NOW, mail_from="", rcpt_tos=("b@bounces.example.org",), peer="127.0.0.1:1")
+
+    a, b, c = (dsn_for(HARD, f"{x}@example.net", NOW) for x in "abc")
+    store = make_store_batch(engine)
+    (first,) = store([item(c)])
+    refs = list(store([item(a), item(b), item(a), item(c)]))
+    assert [r.duplicate for r in refs] == [False, False, True, True]  # type: ignore[attr-defined]
+    assert refs[0].message_id == refs[2].message_id and refs[3].message_id == first.message_id  # type: ignore[attr-defined]
+    assert len({r.message_id for r in refs}) == 3  # type: ignore[attr-defined]
+    assert [r.duplicate for r in store([item(b)])] == [True]  # type: ignore[attr-defined]
+    with pytest.raises(StoreError):
+        store([item(dsn_for(HARD, "d@example.net", NOW)), Inbound(raw=b"x", received_at=None, mail_from="",  # type: ignore[arg-type]
+                                                                  rcpt_tos=(), peer=None)])  # fmt: skip
+    assert len(_stored(engine)) == 3  # the failed batch rolled back whole: d@ is not stored
+    store.close()  # type: ignore[attr-defined]
+
+
 def test_starttls_with_a_configured_certificate(serve: Callable[..., Running], engine: Engine, tmp_path: Path) -> None:
     """With tls_cert/tls_key set, EHLO offers STARTTLS and a message sent over TLS is stored."""
     import ssl
