@@ -146,20 +146,7 @@ def store_inbound_batch(session: Session, items: Sequence[Inbound]) -> list[Stor
             if digest in queued:
                 continue
             queued.add(digest)
-            rows.append(
-                {
-                    "sha256": digest,
-                    "raw_z": zlib.compress(item.raw, 6),
-                    "raw_size": len(item.raw),
-                    "mail_from": item.mail_from,
-                    "rcpt_tos": "\n".join(item.rcpt_tos),
-                    "peer": item.peer,
-                    "protocol": item.protocol,
-                    "received_at": item.received_at,
-                    "state": "pending",
-                    "attempts": 0,
-                }
-            )
+            rows.append(_message_row(item, digest))
         if rows:
             session.execute(_insert(session, Message).on_conflict_do_nothing(index_elements=["sha256"]), rows)
         ids = dict(session.execute(select(Message.sha256, Message.id).where(Message.sha256.in_(unique))).all())
@@ -175,8 +162,12 @@ def store_inbound_batch(session: Session, items: Sequence[Inbound]) -> list[Stor
 
 def inbound_row(item: Inbound) -> dict[str, Any]:
     """The ``messages`` row for one received message: SHA-256, compressed bytes, envelope; no I/O."""
+    return _message_row(item, hashlib.sha256(item.raw).hexdigest())
+
+
+def _message_row(item: Inbound, digest: str) -> dict[str, Any]:
     return {
-        "sha256": hashlib.sha256(item.raw).hexdigest(),
+        "sha256": digest,
         "raw_z": zlib.compress(item.raw, 6),
         "raw_size": len(item.raw),
         "mail_from": item.mail_from,
