@@ -159,9 +159,15 @@ _WS = re.compile(r"\s+")
 _CONTINUATION = re.compile(r"(?<=[a-z,;.)\]]) [245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3} )?(?=[a-z(\[])")
 
 
+# Postfix prefixes the cause with "delivery temporarily suspended:" when it has stopped trying a
+# destination for a while (qmgr's dead-destination cache); the words are about the delivery, not a
+# suspended mailbox, and the cause that follows the colon is what the rules must read.
+_POSTFIX_SUSPENDED = re.compile(r"^delivery temporarily suspended:\s*")
+
+
 def normalize(text: str) -> str:
     """Lower-case, squeeze white space and drop mid-sentence reply codes: the form patterns are written against."""
-    return _CONTINUATION.sub(" ", _WS.sub(" ", text).strip().lower())
+    return _POSTFIX_SUSPENDED.sub("", _CONTINUATION.sub(" ", _WS.sub(" ", text).strip().lower()))
 
 
 # Words a server uses for "the recipient's mailbox" and "does not exist".
