@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
 import os
-import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest_bench import temp_postgres  # noqa: E402  one way to start a throwaway server for every bench
+
 RCPT = b"b@bounces.example.org"
 
 DSN = (
@@ -248,29 +251,6 @@ class Server:
             self.proc.kill()
 
 
-def start_postgres(base: Path) -> tuple[str, list[str], Path] | None:
-    """A throwaway PostgreSQL server (durable: fsync on), or None when no server binaries exist."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not found:
-        return None
-    bindir = Path(found[-1]).parent
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = base / "pg"
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-                   check=True, capture_output=True, cwd=base)  # fmt: skip
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "pg.log"), "-w", "start"],
-                   check=True, capture_output=True, cwd=base)  # fmt: skip
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", [*prefix, str(bindir / "pg_ctl"), "-D", str(data)], base
-
-
 class Backlog:
     """Counts stored and unprocessed messages without getting in the daemon's way.
 
@@ -416,9 +396,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
 def _run_once(name: str, round_no: int, base: Path, env: dict[str, str], args: argparse.Namespace) -> Result | None:
     """Start one target on a fresh database, load it, stop it."""
     print(f"running {name} (round {round_no + 1}) ...", file=sys.stderr, flush=True)
-    pg: tuple[str, list[str], Path] | None = None
     url: str | None = None
-    try:
+    with contextlib.ExitStack() as stack:
         if name == "noop":
             port_file = base / f"noop{round_no}.port"
             server = Server([sys.executable, __file__, "--serve-noop", str(port_file)], env, base, port_file)
@@ -426,12 +405,10 @@ def _run_once(name: str, round_no: int, base: Path, env: dict[str, str], args: a
             if name == "bouncd-sqlite":
                 url = f"sqlite:///{base / f'bench{round_no}.sqlite3'}"
             else:
-                # Its own top-level temp dir: the server runs as "postgres" and must reach it.
-                pg = start_postgres(Path(tempfile.mkdtemp(prefix="bouncd-bench-pg-")))
-                if pg is None:
+                if not glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"):
                     print("  skipped: no PostgreSQL server binaries", file=sys.stderr)
                     return None
-                url = pg[0]
+                url = stack.enter_context(temp_postgres())  # durable: fsync on
             cmd = [sys.executable, "-m", "bouncd", "serve", "--listen", "127.0.0.1:0", "--db", url,
                    "--bounce-domain", "bounces.example.org", "--workers", str(args.workers)]  # fmt: skip
             server = Server(cmd, env, base)
@@ -439,10 +416,6 @@ def _run_once(name: str, round_no: int, base: Path, env: dict[str, str], args: a
             return run_target(name, server, args, url)
         finally:
             server.stop()
-    finally:
-        if pg is not None:
-            subprocess.run([*pg[1], "-m", "fast", "stop"], capture_output=True)
-            shutil.rmtree(pg[2], ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
