@@ -82,6 +82,18 @@ class AmazonSESNotification:
         message_id = _dict(data.get("mail")).get("messageId")
         original_id = str(message_id) if message_id else None
         when = mail.arrival_date()
+
+        def report(kind: Kind, failures: list[Failure], **extra: Any) -> Parsed:
+            return Parsed(
+                kind=kind,
+                detector=self.name,
+                failures=tuple(failures),
+                original_message_id=original_id,
+                original_headers=headers[:60],
+                arrival_date=when,
+                **extra,
+            )
+
         if kind == "Bounce":
             bounce = _dict(data.get("bounce"))
             hint = _SUBTYPE_HINTS.get((str(bounce.get("bounceType")), str(bounce.get("bounceSubType"))))
@@ -106,29 +118,13 @@ class AmazonSESNotification:
             if not failures:
                 return None
             reporting = strip_type(str(bounce.get("reportingMTA") or "")) or None
-            return Parsed(
-                kind=Kind.BOUNCE,
-                detector=self.name,
-                failures=tuple(failures),
-                reporting_mta=reporting,
-                original_message_id=original_id,
-                original_headers=headers[:60],
-                arrival_date=when,
-            )
+            return report(Kind.BOUNCE, failures, reporting_mta=reporting)
         if kind == "Complaint":
             c = _dict(data.get("complaint"))
             ftype = str(c.get("complaintFeedbackType") or "abuse").lower()
             rcpts = [normalize_address(str(_dict(r).get("emailAddress") or "")) for r in _list(c.get("complainedRecipients"))]
             failures = [complaint(r, ftype) for r in rcpts] or [complaint(None, ftype)]
-            return Parsed(
-                kind=Kind.FEEDBACK,
-                detector=self.name,
-                failures=tuple(failures),
-                feedback_type=ftype,
-                original_message_id=original_id,
-                original_headers=headers[:60],
-                arrival_date=when,
-            )
+            return report(Kind.FEEDBACK, failures, feedback_type=ftype)
         if kind == "Delivery":
             d = _dict(data.get("delivery"))
             response = unfold(str(d.get("smtpResponse") or ""))
@@ -146,13 +142,5 @@ class AmazonSESNotification:
             if not failures:
                 return None
             reporting = strip_type(str(d.get("reportingMTA") or "")) or None
-            return Parsed(
-                kind=Kind.DELIVERED,
-                detector=self.name,
-                failures=tuple(failures),
-                reporting_mta=reporting,
-                original_message_id=original_id,
-                original_headers=headers[:60],
-                arrival_date=when,
-            )
+            return report(Kind.DELIVERED, failures, reporting_mta=reporting)
         return None
