@@ -473,3 +473,82 @@ def test_commit_slower_than_command_timeout_still_gets_its_250(engine: Engine) -
     finally:
         r.stop()
     assert len(_stored(engine)) == 1
+
+
+# --- the MAIL/RCPT path reader: bouncd's fast path must give aiosmtpd's answer, or step aside -------------
+
+_PATH_CHARS = "ab.Z9+-_=@<>  \t()\"[]:,\\é"
+
+
+def _aiosmtpd_getaddr(arg: str, limit: int = 0) -> tuple[str | None, str | None]:
+    from aiosmtpd.smtp import SMTP
+
+    return SMTP._getaddr(type("P", (), {"local_part_limit": limit})(), arg)  # type: ignore[arg-type]
+
+
+def _check_same(arg: str, limit: int = 0) -> bool:
+    """True when the fast path took ``arg``; either way its answer, if any, is aiosmtpd's."""
+    from bouncd.smtp import simple_path
+
+    fast = simple_path(arg, limit)
+    if fast is not None:
+        assert fast == _aiosmtpd_getaddr(arg, limit), arg
+    return fast is not None
+
+
+@pytest.mark.parametrize(
+    ("arg", "taken"),
+    [
+        ("<>", True),
+        ("<> SIZE=1234", True),
+        ("<bounces+abc.def@bounces.example.org>", True),
+        ("<A.B+c@Ex-ample.ORG> BODY=8BITMIME SIZE=10", True),
+        ("<a@b.c>x", True),
+        ("<a@b.c>  SIZE=1", False),  # more than one space: the RFC 5322 parser decides
+        ("<a@b.c> (comment)", False),
+        ("<a@b.c>\tSIZE=1", False),
+        (" <a@b.c>", False),
+        ('<"quoted local"@b.c>', False),
+        ("<a..b@c>", False),
+        ("<a@[192.0.2.1]>", False),
+        ("<@relay.example:a@b.c>", False),
+        ("<üser@b.c>", False),
+        ("<a@b.c", False),
+        ("<a@b.>", False),
+    ],
+)
+def test_simple_path_matches_aiosmtpd_or_steps_aside(arg: str, taken: bool) -> None:
+    assert _check_same(arg) is taken
+
+
+def test_simple_path_keeps_the_local_part_limit() -> None:
+    from bouncd.smtp import simple_path
+
+    assert simple_path("<abcdef@b.c>", 5) == (None, None) == _aiosmtpd_getaddr("<abcdef@b.c>", 5)
+    assert _check_same("<abcde@b.c> SIZE=1", 5)
+
+
+def test_simple_path_agrees_with_aiosmtpd_on_generated_paths() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    atom = st.text("ab.Z9+-_={}", min_size=0, max_size=6)
+    tails = ["", " SIZE=1", "  SIZE=1", "\tX", " (c) X", "x", " ", " \t"]
+    rest = st.one_of(st.sampled_from(tails), st.text(_PATH_CHARS, max_size=6))
+    shaped = st.builds(
+        lambda lp, dom, rest, close: f"<{lp}@{dom}{'>' if close else ''}{rest}",
+        st.one_of(atom, st.lists(st.text("aZ9+-_={}", min_size=1, max_size=4), min_size=1, max_size=3).map(".".join)),
+        st.one_of(st.text("ab.9-[]", min_size=0, max_size=8), st.sampled_from(["b.c", "x-y.example", "[192.0.2.1]"])),
+        rest,
+        st.booleans(),
+    )
+    null = st.builds(lambda r: f"<>{r}", rest)
+    taken: list[bool] = []
+
+    @settings(max_examples=600, deadline=None, database=None)
+    @given(st.one_of(shaped, null, st.text(_PATH_CHARS, max_size=14)), st.sampled_from([0, 0, 3]))
+    def check(arg: str, limit: int) -> None:
+        taken.append(_check_same(arg, limit))
+
+    check()
+    assert any(taken) and not all(taken)  # both branches were exercised
