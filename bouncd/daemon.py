@@ -132,7 +132,7 @@ class BatchWriter:
         from bouncd.db.repo import inbound_row, store_inbound_rows
         from bouncd.db.session import describe_db_error
 
-        rows = [inbound_row(item) for item in items]
+        rows = [inbound_row(item, compress=False) for item in items]  # processing compresses them (repo.pack_raw)
         for attempt in (1, 2):
             conn = None
             try:

@@ -194,16 +194,18 @@ class _Work:
     raw: bytes
     report: Report | None
     error: BaseException | None = None
+    packed: bytes | None = None  # the compressed bytes, for a message the listener stored plain
 
 
 def _analyze(msg: repo.PendingMessage) -> _Work:
     """Parse and classify one stored message; pure, so it may run before or inside the transaction."""
     raw = repo.raw_bytes(msg)
+    packed = repo.pack_raw(raw) if repo.is_plain(msg.raw_z) else None
     try:
         rcpts = [r for r in msg.rcpt_tos.split("\n") if r]
-        return _Work(msg, raw, analyze(raw, rcpts[0] if rcpts else None))
+        return _Work(msg, raw, analyze(raw, rcpts[0] if rcpts else None), packed=packed)
     except Exception as exc:  # our parser's bug: this message is parked, the batch goes on
-        return _Work(msg, raw, None, exc)
+        return _Work(msg, raw, None, exc, packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,6 +584,8 @@ def process_batch(
                     claimed = [_analyze(m) for m in repo.claim_pending_batch(session, size, ids)]
                 if claimed:
                     done, failures = _record_batch(session, claimed, settings, clock)
+                    # The listener stored these plain (repo.pack_raw): kept compressed from now on.
+                    repo.compress_stored(session, [(w.msg.id, w.packed) for w in claimed if w.packed is not None])
         except Exception as exc:  # the worker edge: our failure must park messages, never lose them
             if not claimed or _is_outage(exc):
                 raise  # database unreachable: the messages stay pending (rolled back) and are tried again later

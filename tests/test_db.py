@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -68,6 +69,14 @@ def test_same_bytes_are_stored_once_and_change_nothing(engine: Engine) -> None:
     assert msg.peer == "192.0.2.7" and msg.received_at == NOW  # the second delivery changed nothing
     assert repo.raw_bytes(msg) == raw and len(msg.raw_z) < len(raw)
     assert zlib.decompress(msg.raw_z) == raw and msg.rcpt_tos == "bounces@example.org" and msg.state == "pending"
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00binary junk\xff", b"x-lowercase-header: 1\r\n\r\nbody", b"From: a\r\n\r\n" * 50])
+def test_raw_bytes_reads_both_stored_forms(raw: bytes) -> None:
+    """raw_z holds zlib (ingest, import, processing) or the listener's marked plain bytes: both read back exact."""
+    packed, plain = repo.pack_raw(raw), repo.pack_raw(raw, compress=False)
+    assert not repo.is_plain(packed) and repo.is_plain(plain)
+    assert repo.raw_bytes(SimpleNamespace(raw_z=packed)) == raw == repo.raw_bytes(SimpleNamespace(raw_z=plain))
 
 
 def test_many_messages_in_one_transaction_each_get_their_row(engine: Engine) -> None:

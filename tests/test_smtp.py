@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 import shutil
 import smtplib
@@ -27,6 +28,7 @@ from structlog.testing import capture_logs
 from bouncd import verp
 from bouncd.config import PolicySettings, Settings, SmtpSettings, VerpSettings
 from bouncd.daemon import Listener, bind_socket, make_store_batch
+from bouncd.db import repo
 from bouncd.db.models import Message
 from bouncd.db.repo import find_contact
 from bouncd.db.session import make_engine, transaction
@@ -150,7 +152,24 @@ def test_long_lines_of_real_dsns_are_accepted(serve: Callable[..., Running], eng
     raw = dsn_for(HARD, "gone@example.net", NOW).replace(b"Subject: Our newsletter", b"Subject: x\r\n" + long_line)
     with r.client() as c:
         c.sendmail("", ["bounce@bounces.example.org"], raw)
-    assert long_line in zlib.decompress(_stored(engine)[0].raw_z)
+    assert long_line in repo.raw_bytes(_stored(engine)[0])
+
+
+def test_listener_stores_plain_and_processing_compresses(serve: Callable[..., Running], engine: Engine) -> None:
+    """The listener keeps the bytes as received (no zlib before the 250); processing compresses them when it
+    records the message, and the bytes read back, and their SHA-256, are the same before and after."""
+    r = serve()
+    raw = dsn_for(HARD, "gone@example.net", NOW) + b"x" * 4000 + b"\r\n"
+    with r.client() as c:
+        c.sendmail("", ["bounce@bounces.example.org"], raw)
+    (before,) = _stored(engine)
+    assert repo.is_plain(before.raw_z) and repo.raw_bytes(before) == raw
+    assert hashlib.sha256(raw).hexdigest() == before.sha256
+    assert process_pending(engine, r.settings) == 1
+    (after,) = _stored(engine)
+    assert not repo.is_plain(after.raw_z) and len(after.raw_z) < len(raw) // 2
+    assert zlib.decompress(after.raw_z) == raw == repo.raw_bytes(after) and after.sha256 == before.sha256
+    assert after.state == "processed" and _dnc(engine, "gone@example.net") is True
 
 
 def test_recipient_limit(serve: Callable[..., Running]) -> None:
