@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import zlib
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Dialect,
     Select,
     Table,
     and_,
@@ -219,7 +221,7 @@ def store_inbound_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
     batch instead of three, each a GIL hand-off (and on PostgreSQL a round trip) the SMTP replies wait
     for. No ORM session: its unit-of-work machinery cost more CPU per batch than the statements.
     """
-    table = Message.__table__
+    table = MESSAGES
     digests = [str(row["sha256"]) for row in rows]
     fresh: list[dict[str, Any]] = []
     queued: set[str] = set()
@@ -227,12 +229,13 @@ def store_inbound_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
         if digest not in queued:  # the same bytes twice in one batch: one row, the second a duplicate
             queued.add(digest)
             fresh.append(row)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(table).on_conflict_do_nothing(index_elements=["sha256"])
     try:
-        new: dict[str, int] = {
-            str(d): int(i) for d, i in conn.execute(insert.returning(table.c.sha256, table.c.id), fresh)
-        }
+        if conn.dialect.name == "postgresql":
+            stored = conn.exec_driver_sql(_pg_store_messages(), {c: [row[c] for row in fresh] for c in _PG_STORED_COLUMNS})
+        else:
+            insert = sqlite.insert(table).on_conflict_do_nothing(index_elements=["sha256"])
+            stored = conn.execute(insert.returning(table.c.sha256, table.c.id), fresh)
+        new: dict[str, int] = {str(d): int(i) for d, i in stored}
         missing = [d for d in queued if d not in new]
         known: dict[str, int] = {}
         if missing:
@@ -247,6 +250,24 @@ def store_inbound_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
         refs.append(StoredRef(ids[digest], digest in seen, digest))
         seen.add(digest)
     return refs
+
+
+# PostgreSQL: the batch as one array per column, so the statement text is the same for every batch size:
+# psycopg parses it once and the server prepares it once. A multi-row VALUES list was new text for every
+# batch size, and psycopg's query parsing of its placeholders cost more CPU than the rest of the commit.
+_PG_STORED_COLUMNS = ("sha256", "raw_z", "raw_size", "mail_from", "rcpt_tos", "peer", "protocol", "received_at")
+
+
+@functools.cache
+def _pg_store_messages() -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(_pg_array_of(dialect, MESSAGES, c, c) for c in _PG_STORED_COLUMNS)
+    names = ", ".join(_PG_STORED_COLUMNS)
+    return (
+        f"INSERT INTO messages ({names}, state, attempts) "
+        f"SELECT {names}, 'pending', 0 FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) ORDER BY n "
+        "ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id"
+    )
 
 
 def set_arrival_override(session: Session, message_id: int, at: datetime) -> None:
@@ -445,9 +466,13 @@ def counted_soft_arrivals_of(
 
 
 def _pg_array(session: Session, table: Table, column: str, param: str) -> str:
+    return _pg_array_of(session.get_bind().dialect, table, column, param)
+
+
+def _pg_array_of(dialect: Dialect, table: Table, column: str, param: str) -> str:
     # Element types without a length: an explicit cast to varchar(n) would cut silently; the assignment
     # cast of the INSERT or UPDATE refuses an over-long value, as a plain statement does.
-    sql_type = table.c[column].type.compile(dialect=session.get_bind().dialect)
+    sql_type = table.c[column].type.compile(dialect=dialect)
     return f"%({param})s::{re.sub(r'[(][0-9, ]+[)]', '', sql_type)}[]"
 
 
