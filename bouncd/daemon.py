@@ -361,12 +361,10 @@ async def _run_listener(
             with busy.get_lock():
                 busy.value += 1 if waiting > 0 else -1
 
-    # PostgreSQL: one batch written while the previous one's WAL flush runs. SQLite: one (two batches in
-    # flight, taking turns for the write lock, measured slower: half-size batches, 2200 -> 1800 msgs/s).
-    inflight = 2 if engine.dialect.name == "postgresql" else 1
-    listener = Listener(
-        settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), on_queue=queued, max_inflight=inflight
-    )
+    # One commit in flight on both backends: the next batch gathers while it runs. Two in flight halved
+    # the batches and cost more than the overlap gained (bench/smtp_bench.py, 32 connections: SQLite
+    # 2,200 -> 1,800 msgs/s; PostgreSQL, once the listener's own CPU per message was cut, 3,600 -> 3,000).
+    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), on_queue=queued)
     where = await listener.start(sock)
     if on_started is not None:
         on_started(where, listener)
