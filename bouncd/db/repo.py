@@ -407,15 +407,23 @@ def lock_contacts(session: Session, addresses: Iterable[str], now: datetime) -> 
         for cid, address, dnc, seq in conn.exec_driver_sql(_PG_LOCK_CONTACTS, {"addresses": wanted}).all():
             found[address] = ContactRow(int(cid), address, bool(dnc), int(seq))
         return found, created
+    # SQLite: this transaction holds the database's only write lock (BEGIN IMMEDIATE), so the contacts not
+    # found cannot appear before we insert them. Read, insert the missing (one cached statement, executemany),
+    # read those: a multi-row VALUES list was compiled anew for every batch, most of this function's time.
     c = CONTACTS.c
-    for chunk in _chunks(wanted):
-        values = [{"address": a, "dnc": False, "trail_seq": 0, "created_at": now} for a in chunk]
-        stmt = _insert(session, CONTACTS).values(values).on_conflict_do_nothing(index_elements=["address"]).returning(c.address)
-        created.update(session.execute(stmt).scalars())
-    for chunk in _chunks(wanted):
-        stmt = select(c.id, c.address, c.dnc, c.trail_seq).where(c.address.in_(chunk))
-        for cid, address, dnc, seq in session.execute(stmt).all():
-            found[address] = ContactRow(int(cid), address, bool(dnc), int(seq))
+    by_address = select(c.id, c.address, c.dnc, c.trail_seq).where(c.address.in_(bindparam("addresses", expanding=True)))
+
+    def read(addresses: Sequence[str]) -> None:
+        for chunk in _chunks(addresses):
+            for cid, address, dnc, seq in session.execute(by_address, {"addresses": list(chunk)}).all():
+                found[address] = ContactRow(int(cid), address, bool(dnc), int(seq))
+
+    read(wanted)
+    missing = [a for a in wanted if a not in found]
+    if missing:
+        session.execute(insert(CONTACTS), [{"address": a, "dnc": False, "trail_seq": 0, "created_at": now} for a in missing])
+        created.update(missing)
+        read(missing)
     return found, created
 
 
