@@ -218,6 +218,7 @@ class _Prepared:
     signed: bool
     verified: str | None
     recipients: tuple[str | None, ...]
+    packed: bytes | None = None  # the compressed bytes, for a message the listener stored plain
 
     def observations(self) -> list[Observation]:
         """The policy's view of each recipient result, in report order."""
@@ -233,7 +234,7 @@ def _prepare(work: _Work, settings: Settings) -> _Prepared:
     arrived = arrival_time(msg, report, work.raw)
     verified = verify_return_path(settings, [r for r in msg.rcpt_tos.split("\n") if r])
     recipients = tuple(_fit_address(normalize_address(r.recipient)) or verified for r in report.results)
-    return _Prepared(msg, report, arrived, verified is not None, verified, recipients)
+    return _Prepared(msg, report, arrived, verified is not None, verified, recipients, work.packed)
 
 
 @dataclass(slots=True)
@@ -371,6 +372,7 @@ def _write(session: Session, plans: Sequence[_Plan], now: datetime) -> dict[int,
                 "b_signed": plan.prep.signed,
                 "b_arrived_at": plan.prep.arrived,
                 "b_processed_at": now,
+                "b_raw_z": plan.prep.packed,  # the listener stored it plain: kept compressed from now on
             }
             for plan in plans
         ],
@@ -584,8 +586,6 @@ def process_batch(
                     claimed = [_analyze(m) for m in repo.claim_pending_batch(session, size, ids)]
                 if claimed:
                     done, failures = _record_batch(session, claimed, settings, clock)
-                    # The listener stored these plain (repo.pack_raw): kept compressed from now on.
-                    repo.compress_stored(session, [(w.msg.id, w.packed) for w in claimed if w.packed is not None])
         except Exception as exc:  # the worker edge: our failure must park messages, never lose them
             if not claimed or _is_outage(exc):
                 raise  # database unreachable: the messages stay pending (rolled back) and are tried again later

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Dialect,
+    LargeBinary,
     Select,
     Table,
     and_,
@@ -44,7 +45,6 @@ __all__ = [
     "append_trail",
     "claim_pending",
     "claim_pending_batch",
-    "compress_stored",
     "contact_trail",
     "counted_soft_arrivals",
     "counted_soft_arrivals_of",
@@ -169,8 +169,8 @@ def store_inbound_batch(session: Session, items: Sequence[Inbound]) -> list[Stor
 # 0x78) or PLAIN_MARK followed by the bytes as they are. The SMTP listener stores the plain form: zlib
 # gives up the GIL for every message it compresses, and each time the commit thread then waited for the
 # event loop to hand it back (acceptance 2,770 -> 2,300 msgs/s with it, bench/smtp_bench.py). Processing
-# compresses each message afterwards (compress_stored), in its own process, in the transaction that
-# records it.
+# compresses each message afterwards, in its own process, in the UPDATE that marks it processed
+# (finish_messages' ``b_raw_z``).
 PLAIN_MARK = b"\x00"
 
 
@@ -182,14 +182,6 @@ def pack_raw(raw: bytes, *, compress: bool = True) -> bytes:
 def is_plain(raw_z: bytes) -> bool:
     """True for a ``raw_z`` value stored uncompressed (by the listener) and not compressed yet."""
     return raw_z[:1] == PLAIN_MARK
-
-
-def compress_stored(session: Session, items: Sequence[tuple[int, bytes]]) -> None:
-    """Replace plain ``raw_z`` values with compressed ones: (message id, ``pack_raw(raw)``) pairs."""
-    if items:
-        m = MESSAGES.c
-        stmt = update(MESSAGES).where(m.id == bindparam("b_id")).values(raw_z=bindparam("b_raw_z"))
-        session.execute(stmt, [{"b_id": mid, "b_raw_z": blob} for mid, blob in items])
 
 
 def inbound_row(item: Inbound, *, compress: bool = True) -> dict[str, Any]:
@@ -342,11 +334,13 @@ def still_pending(session: Session, ids: Sequence[int]) -> set[int]:
 
 
 def finish_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Mark messages processed with their outcome (row keys: ``b_`` + id, kind, detector, parse_error, signed, arrived_at ...)."""
+    """Mark messages processed with their outcome (row keys: ``b_`` + id, kind, detector, parse_error, signed,
+    arrived_at, processed_at, raw_z: the compressed bytes of a message stored plain, None to keep them)."""
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        _pg_update_from_arrays(session, MESSAGES, rows, "state = 'processed', error = NULL, attempts = attempts + 1")
+        fixed = "state = 'processed', error = NULL, attempts = attempts + 1"
+        _pg_update_from_arrays(session, MESSAGES, rows, fixed, keep_on_null=("raw_z",))
         return
     m = MESSAGES.c
     stmt = (
@@ -362,6 +356,7 @@ def finish_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:
             arrived_at=bindparam("b_arrived_at", type_=UTCDateTime()),
             processed_at=bindparam("b_processed_at", type_=UTCDateTime()),
             attempts=m.attempts + 1,
+            raw_z=func.coalesce(bindparam("b_raw_z", type_=LargeBinary()), m.raw_z),
         )
     )
     session.execute(stmt, list(rows))
@@ -484,10 +479,16 @@ def _pg_array_of(dialect: Dialect, table: Table, column: str, param: str) -> str
     return f"%({param})s::{re.sub(r'[(][0-9, ]+[)]', '', sql_type)}[]"
 
 
-def _pg_update_from_arrays(session: Session, table: Table, rows: Sequence[dict[str, Any]], fixed: str = "") -> None:
-    """PostgreSQL: update rows by id from one array per column (row keys ``b_`` + column) in one statement."""
+def _pg_update_from_arrays(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], fixed: str = "", keep_on_null: Sequence[str] = ()
+) -> None:
+    """PostgreSQL: update rows by id from one array per column (row keys ``b_`` + column) in one statement;
+    a NULL in a ``keep_on_null`` column keeps the row's value."""
     cols = [k[2:] for k in rows[0] if k != "b_id"]
-    sets = ", ".join([f'"{c}" = u."{c}"' for c in cols] + ([fixed] if fixed else []))
+    sets = ", ".join(
+        [f'"{c}" = COALESCE(u."{c}", {table.name}."{c}")' if c in keep_on_null else f'"{c}" = u."{c}"' for c in cols]
+        + ([fixed] if fixed else [])
+    )
     arrays = ", ".join(_pg_array(session, table, c, f"b_{c}") for c in ["id", *cols])
     names = ", ".join(f'"{c}"' for c in ["id", *cols])
     sql = f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) AS u({names}) WHERE {table.name}.id = u.id"
