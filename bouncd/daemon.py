@@ -49,9 +49,15 @@ log = structlog.get_logger("bouncd.daemon")
 
 SHUTDOWN_GRACE_SECONDS = 30.0  # mail transactions in progress get this long to finish on SIGTERM
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first socket passed by systemd
-# While mail is waiting for its commit the processing loop steps aside (SQLite has one write lock, and
-# every CPU cycle goes to the 250s), but never for longer than this: a steady stream cannot starve it.
+# While a listener is saturated the processing loop steps aside (SQLite has one write lock, and every CPU
+# cycle goes to the 250s), but never for longer than this between two batches: it is never starved.
 YIELD_MAX_SECONDS = 1.0
+# "Saturated": its event loop thread was on the CPU for at least this share of the last LOAD_WINDOW_SECONDS.
+# Measured with bench/smtp_bench.py on 2 cores: a listener answering as fast as 32 connections send runs at
+# 0.65-0.9; at 1,000 msgs/s, about 0.2. "Mail is waiting for a commit" was the signal before, but checked by
+# a process that runs only on idle CPU it was mostly seen false, and processing took ~700 msgs/s of a burst.
+BUSY_LOAD = 0.5
+LOAD_WINDOW_SECONDS = 0.05
 
 
 class EventLike(Protocol):
@@ -198,13 +204,14 @@ def processing_loop(
     *,
     on_batch: Callable[[int, float], None] | None = None,
     parent_pid: int | None = None,
-    mail_waiting: Callable[[], bool] | None = None,
+    listener_busy: Callable[[], bool] | None = None,
     terminated: threading.Event | None = None,
+    yield_max: float = YIELD_MAX_SECONDS,
 ) -> int:
     """Process stored messages until ``stop`` is set; sleep on ``wake`` (set after each commit) when idle.
 
-    With ``mail_waiting``, acceptance comes first: while it is true the loop pauses between batches
-    (for at most YIELD_MAX_SECONDS at a time). Every turn takes a whole batch: parsing happens before
+    With ``listener_busy``, acceptance comes first: while it is true the loop pauses between batches
+    (for at most ``yield_max`` seconds at a time). Every turn takes a whole batch: parsing happens before
     SQLite's write lock, which a batch of 100 then holds for ~15 ms, and one message per transaction
     could not keep up (measured with bench/smtp_bench.py, 8,000 messages, SQLite: one per transaction
     270 msgs/s processed and 26 s to drain; batches 1,037 msgs/s and 3.4 s, acceptance 2,068 -> 1,874/s).
@@ -217,9 +224,9 @@ def processing_loop(
         if parent_pid is not None and os.getppid() != parent_pid:
             log.warning("processing.orphaned")
             break
-        busy = mail_waiting is not None and mail_waiting()
-        if busy and time.monotonic() - last_turn < YIELD_MAX_SECONDS:
-            stop.wait(0.003)
+        busy = listener_busy is not None and listener_busy()
+        if busy and time.monotonic() - last_turn < yield_max:
+            stop.wait(LOAD_WINDOW_SECONDS / 2)
             continue
         wake.clear()  # cleared before the claim, so a commit that lands during it wakes the next round
         last_turn = time.monotonic()
@@ -260,7 +267,7 @@ def _idle_priority() -> bool:
     return True
 
 
-def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, busy: Any, index: int, parent_pid: int) -> None:
+def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, loads: Any, index: int, parent_pid: int) -> None:
     """Entry point of a processing process."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; main decides
@@ -283,13 +290,24 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, busy: 
     engine = make_engine(settings.database.url)
     log.info("processing.started", pid=os.getpid(), idle_priority=idle)
     total = processing_loop(
-        engine, settings, stop, wake, parent_pid=parent_pid, mail_waiting=lambda: busy.value > 0, terminated=terminated
+        engine, settings, stop, wake, parent_pid=parent_pid, listener_busy=lambda: max(loads) >= BUSY_LOAD, terminated=terminated
     )
     engine.dispose()
     log.info("processing.stopped", processed=total)
 
 
 # --- one listener -------------------------------------------------------------------------------
+
+
+async def publish_load(loads: Any, index: int, window: float = LOAD_WINDOW_SECONDS) -> None:
+    """Every ``window`` seconds, store in ``loads[index]`` the share of it this event loop's thread spent on
+    the CPU: the listener's saturation, which the processing loop reads (BUSY_LOAD)."""
+    cpu, wall = time.thread_time(), time.monotonic()
+    while True:
+        await asyncio.sleep(window)
+        now_cpu, now_wall = time.thread_time(), time.monotonic()
+        loads[index] = (now_cpu - cpu) / max(now_wall - wall, 1e-6)
+        cpu, wall = now_cpu, now_wall
 
 
 @dataclass
@@ -299,7 +317,6 @@ class Listener:
     settings: Settings
     store_batch: StoreBatch
     on_commit: Callable[[int], None] | None = None
-    on_queue: Callable[[int], None] | None = None
     max_inflight: int = 1
     gate: Gate = field(init=False)
     committer: GroupCommitter = field(init=False)
@@ -312,7 +329,6 @@ class Listener:
             self.store_batch,
             wait_ms=self.settings.smtp.group_commit_ms,
             on_commit=self.on_commit,
-            on_queue=self.on_queue,
             max_inflight=self.max_inflight,
         )
         self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
@@ -347,7 +363,8 @@ async def _run_listener(
     settings: Settings,
     sock: socket.socket,
     wake: EventLike,
-    busy: Any,
+    loads: Any,
+    index: int = 0,
     *,
     on_started: Callable[[tuple[str, int], Listener], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
@@ -359,22 +376,12 @@ async def _run_listener(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    waiting = 0
-
-    def queued(delta: int) -> None:
-        # ``busy`` counts listener processes with mail waiting for a commit (the processing loop only asks
-        # "is any?"): the shared lock is taken when this listener goes idle <-> busy, not per message.
-        nonlocal waiting
-        before, waiting = waiting, waiting + delta
-        if (before > 0) != (waiting > 0):
-            with busy.get_lock():
-                busy.value += 1 if waiting > 0 else -1
-
     # One commit in flight on both backends: the next batch gathers while it runs. Two in flight halved
     # the batches and cost more than the overlap gained (bench/smtp_bench.py, 32 connections: SQLite
     # 2,200 -> 1,800 msgs/s; PostgreSQL, once the listener's own CPU per message was cut, 3,600 -> 3,000).
-    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), on_queue=queued)
+    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set())
     where = await listener.start(sock)
+    meter = loop.create_task(publish_load(loads, index), name="load-meter")
     if on_started is not None:
         on_started(where, listener)
     else:
@@ -384,15 +391,17 @@ async def _run_listener(
     if on_stopping is not None:
         on_stopping()
     await listener.stop()
+    meter.cancel()
+    loads[index] = 0.0
     engine.dispose()
 
 
-def _listener_main(settings: Settings, sock: socket.socket, wake: EventLike, busy: Any, index: int) -> None:
+def _listener_main(settings: Settings, sock: socket.socket, wake: EventLike, loads: Any, index: int) -> None:
     """Entry point of listener worker ``index`` (1..N-1)."""
     _die_with_parent()
     configure_logging(settings.log_format, settings.log_level)
     structlog.contextvars.bind_contextvars(process=f"listener-{index}")
-    asyncio.run(_run_listener(settings, sock, wake, busy))
+    asyncio.run(_run_listener(settings, sock, wake, loads, index))
 
 
 # --- serve ----------------------------------------------------------------------------------------
@@ -438,10 +447,11 @@ def serve(settings: Settings) -> int:
     host, port = str(sock.getsockname()[0]), int(sock.getsockname()[1])
     ctx = mp.get_context("spawn")
     stop, wake = ctx.Event(), ctx.Event()
-    busy = ctx.Value("i", 0)  # listener processes with messages waiting for their commit
+    # Each listener's load (publish_load), one slot each, written by that listener only: no lock needed.
+    loads = ctx.Array("d", max(1, workers), lock=False)
     children: list[Any] = []
     for i in range(settings.processing.processes):
-        p = ctx.Process(target=_processor_main, args=(settings, stop, wake, busy, i, os.getpid()), name=f"bouncd-processor-{i}")
+        p = ctx.Process(target=_processor_main, args=(settings, stop, wake, loads, i, os.getpid()), name=f"bouncd-processor-{i}")
         p.start()
         children.append(p)
     listeners: list[Any] = []
@@ -449,7 +459,7 @@ def serve(settings: Settings) -> int:
         # Socket activation hands us one socket: workers share it. Otherwise each binds its own with
         # SO_REUSEPORT and the kernel spreads connections across them.
         wsock = sock if activated else bind_socket(host, port, reuse_port=True)
-        w = ctx.Process(target=_listener_main, args=(settings, wsock, wake, busy, i), name=f"bouncd-listener-{i}")
+        w = ctx.Process(target=_listener_main, args=(settings, wsock, wake, loads, i), name=f"bouncd-listener-{i}")
         w.start()
         if not activated:
             wsock.close()
@@ -477,7 +487,7 @@ def serve(settings: Settings) -> int:
                 w.terminate()  # SIGTERM: each worker shuts down gracefully on its own
 
     try:
-        asyncio.run(_run_listener(settings, sock, wake, busy, on_started=started, on_stopping=stopping))
+        asyncio.run(_run_listener(settings, sock, wake, loads, on_started=started, on_stopping=stopping))
     finally:
         for w in listeners:
             w.join(SHUTDOWN_GRACE_SECONDS + 5)

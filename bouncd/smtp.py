@@ -100,7 +100,6 @@ class GroupCommitter:
         wait_ms: float = 2.0,
         max_batch: int = 500,
         on_commit: Callable[[int], None] | None = None,
-        on_queue: Callable[[int], None] | None = None,
         max_inflight: int = 1,
     ) -> None:
         self._store_batch = store_batch
@@ -111,7 +110,6 @@ class GroupCommitter:
         self._wait = max(wait_ms, 0.0) / 1000.0
         self._max_batch = max_batch
         self._on_commit = on_commit
-        self._on_queue = on_queue  # +1 per message queued, -n when a batch is answered: "mail is waiting"
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Commit threads of our own, as many as commits in flight: ``store_batch`` may keep one database
@@ -130,8 +128,6 @@ class GroupCommitter:
             raise StoreError("the commit writer is not running")
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(item, fut))
-        if self._on_queue is not None:
-            self._on_queue(1)
         return await fut
 
     async def close(self) -> None:
@@ -163,19 +159,12 @@ class GroupCommitter:
                     stopping = True
                     break
                 batch.append(nxt)
-            task = asyncio.get_running_loop().create_task(self._commit(batch))
+            task = asyncio.get_running_loop().create_task(self._store(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             task.add_done_callback(lambda _t: slots.release())
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            await self._store(batch)
-        finally:
-            if self._on_queue is not None:
-                self._on_queue(-len(batch))
 
     async def _store(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()

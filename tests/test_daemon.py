@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from bouncd.db.models import Message
 from bouncd.db.repo import find_contact
@@ -354,3 +354,101 @@ def test_readiness_and_stopping_are_notified_to_systemd(daemons: Callable[..., D
         d.proc.send_signal(signal.SIGTERM)
         assert "STOPPING=1" in sd.recv(4096).decode().split("\n")
         assert d.proc.wait(30) == 0
+
+
+# --- acceptance first: the processing loop and the listener's load --------------------------------------
+
+
+def _store_pending(db_url: str, n: int) -> None:
+    from bouncd.db import repo
+    from bouncd.records import Inbound
+
+    engine = make_engine(db_url)
+    try:
+        with transaction(engine) as s:
+            raws = [dsn_for(HARD, f"u{i}@example.net", NOW) for i in range(n)]
+            repo.store_inbound(s, [Inbound(raw=r, received_at=NOW, rcpt_tos=tuple(RCPT), protocol="smtp") for r in raws])
+    finally:
+        engine.dispose()
+
+
+def _loop_in_thread(
+    db_url: str, busy: Callable[[], bool], yield_max: float, batch: int
+) -> tuple[threading.Event, threading.Thread]:
+    import dataclasses
+
+    from bouncd.config import Settings
+    from bouncd.daemon import processing_loop
+
+    settings = Settings()
+    settings = dataclasses.replace(settings, processing=dataclasses.replace(settings.processing, batch=batch, poll_seconds=0.05))
+    engine = make_engine(db_url)
+    stop, wake = threading.Event(), threading.Event()
+
+    def run() -> None:
+        processing_loop(engine, settings, stop, wake, listener_busy=busy, yield_max=yield_max)
+        engine.dispose()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_processing_steps_aside_while_the_listener_is_busy(engine: Engine, db_url: str) -> None:
+    """While the listener is saturated nothing is processed (within yield_max); once it is not, the backlog drains."""
+    from bouncd.db.models import Message as M
+
+    _store_pending(db_url, 30)
+    busy = threading.Event()
+    busy.set()
+    stop, thread = _loop_in_thread(db_url, busy.is_set, yield_max=60.0, batch=10)
+    try:
+        time.sleep(0.5)
+        assert _count(db_url, M.state == "pending") == 30
+        busy.clear()
+        assert _wait_for(lambda: _count(db_url, M.state == "pending") == 0)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert _count(db_url, M.state == "processed") == 30
+
+
+def test_a_busy_listener_never_starves_processing(engine: Engine, db_url: str) -> None:
+    """A listener busy all the time still lets one batch through per yield_max."""
+    from bouncd.db.models import Message as M
+
+    _store_pending(db_url, 15)
+    started = time.monotonic()
+    stop, thread = _loop_in_thread(db_url, lambda: True, yield_max=0.3, batch=5)
+    try:
+        time.sleep(0.1)
+        assert _count(db_url, M.state == "pending") == 15  # the first batch waits for yield_max
+        assert _wait_for(lambda: _count(db_url, M.state == "pending") == 0)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert time.monotonic() - started >= 0.9  # three batches of five, one per 0.3 s at most
+
+
+def test_publish_load_measures_the_event_loop_thread() -> None:
+    """The listener's load is the share of each window its event loop thread spent on the CPU."""
+    import asyncio
+
+    from bouncd.daemon import BUSY_LOAD, publish_load
+
+    loads = [0.0]
+
+    async def main() -> tuple[float, float]:
+        meter = asyncio.create_task(publish_load(loads, 0, window=0.05))
+        await asyncio.sleep(0.3)
+        idle = loads[0]
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:
+            sum(range(20_000))  # work on the loop's thread, in short slices like SMTP sessions
+            await asyncio.sleep(0)
+        busy = loads[0]
+        meter.cancel()
+        return idle, busy
+
+    idle, busy = asyncio.run(main())
+    assert idle < 0.2 < BUSY_LOAD < busy

@@ -208,10 +208,11 @@ def store_inbound_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
     """``store_inbound_batch`` on a Core connection (the listener's long-lived writer): same rows, same refs.
 
     ``rows`` come from :func:`inbound_row` (built before the transaction). The caller owns the
-    transaction (``with conn.begin()``; or autocommit, where the one INSERT is the atomic unit). One INSERT ... ON CONFLICT DO NOTHING RETURNING for the batch
-    (a row not returned was stored before: a duplicate), and a SELECT only for those: one statement per
-    batch instead of three, each a GIL hand-off (and on PostgreSQL a round trip) the SMTP replies wait
-    for. No ORM session: its unit-of-work machinery cost more CPU per batch than the statements.
+    transaction (``with conn.begin()``; or autocommit, where the one INSERT is the atomic unit). One
+    INSERT ... ON CONFLICT DO NOTHING RETURNING for the batch (a row not returned was stored before: a
+    duplicate), and a SELECT only for those: one statement per batch instead of three, each a GIL hand-off
+    (and on PostgreSQL a round trip) the SMTP replies wait for. No ORM session: its unit-of-work machinery
+    cost more CPU per batch than the statements.
     """
     table = MESSAGES
     digests = [str(row["sha256"]) for row in rows]
