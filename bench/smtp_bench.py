@@ -23,6 +23,8 @@ target N times (interleaved) and reports each target's median run by rate.
     .venv/bin/python bench/smtp_bench.py --messages 100000     # the long run
     .venv/bin/python bench/smtp_bench.py --only bouncd-sqlite
     .venv/bin/python bench/smtp_bench.py --repeat 3             # medians of three interleaved rounds
+    .venv/bin/python bench/smtp_bench.py --rate 1000 --only bouncd-sqlite   # a steady stream: does
+                                                                # processing keep pace? (backlog column)
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ async def _reply(reader: asyncio.StreamReader) -> int:
             return int(line[:3])
 
 
-async def _session(port: int, numbers: list[int], run: str, load: Load) -> None:
+async def _session(port: int, numbers: list[int], run: str, load: Load, pace: tuple[float, float] | None) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         await _reply(reader)
@@ -114,6 +116,11 @@ async def _session(port: int, numbers: list[int], run: str, load: Load) -> None:
         await _reply(reader)
         while numbers:
             n = numbers.pop()
+            if pace is not None:  # --rate: message n is due at start + (n - 1) / rate
+                start, rate = pace
+                delay = start + (n - 1) / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             body = message(n, run).replace(b"\r\n.", b"\r\n..")
             t0 = time.perf_counter()
             writer.write(b"MAIL FROM:<>\r\n")
@@ -139,18 +146,20 @@ async def _session(port: int, numbers: list[int], run: str, load: Load) -> None:
         writer.close()
 
 
-async def _drive(port: int, total: int, connections: int, run: str) -> Load:
+async def _drive(port: int, total: int, connections: int, run: str, rate: float | None) -> Load:
     numbers = list(range(total, 0, -1))
     load = Load()
     t0 = time.perf_counter()
-    await asyncio.gather(*(_session(port, numbers, run, load) for _ in range(connections)))
+    pace = (t0, rate) if rate else None
+    await asyncio.gather(*(_session(port, numbers, run, load, pace) for _ in range(connections)))
     load.seconds = time.perf_counter() - t0
     return load
 
 
-def drive(port: int, total: int, connections: int, run: str) -> Load:
-    """Send ``total`` messages over ``connections`` concurrent sessions; one event loop, this process."""
-    return asyncio.run(_drive(port, total, connections, run))
+def drive(port: int, total: int, connections: int, run: str, rate: float | None = None) -> Load:
+    """Send ``total`` messages over ``connections`` concurrent sessions (as fast as they are answered, or
+    ``rate`` messages per second in all); one event loop, this process."""
+    return asyncio.run(_drive(port, total, connections, run, rate))
 
 
 # --- servers ------------------------------------------------------------------------------------
@@ -299,6 +308,7 @@ class Result:
     processed_rate: float | None = None
     peak_mb: float = 0.0
     undrained: int = 0
+    backlog_at_end: int | None = None  # stored but unprocessed when the load ended
     rss_samples: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0  # the server's processes, during the load
 
@@ -324,7 +334,7 @@ def run_target(name: str, server: Server, args: argparse.Namespace, url: str | N
     t_start = time.perf_counter()
     cpu_start = server.cpu_seconds()
     for i in range(chunks):  # four equal parts, so the memory can be read at each quarter of the run
-        part = drive(server.port, args.messages // chunks, args.connections, f"{name}{i}")
+        part = drive(server.port, args.messages // chunks, args.connections, f"{name}{i}", args.rate)
         load.acked += part.acked
         load.refused += part.refused
         load.errors += part.errors
@@ -336,6 +346,7 @@ def run_target(name: str, server: Server, args: argparse.Namespace, url: str | N
         backlog = Backlog(url)
         total, pending = backlog.counts()
         result.stored = total
+        result.backlog_at_end = pending
         t_end = time.perf_counter()
         while pending and not args.no_processing and time.perf_counter() - t_end < args.drain_timeout:
             time.sleep(0.1)
@@ -360,10 +371,11 @@ def _pct(values: list[float], q: float) -> float:
 def report(results: list[Result], args: argparse.Namespace) -> None:
     """Print one row per target and the ratios to the do-nothing handler."""
     noop = next((r for r in results if r.name == "noop"), None)
-    print(f"\nSMTP load: {args.messages} messages per target, {args.connections} concurrent connections, loopback, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    pace = f"paced at {args.rate:.0f} msgs/s" if args.rate else "each sending as fast as it is answered"
+    print(f"\nSMTP load: {args.messages} messages per target, {args.connections} concurrent connections ({pace}), "
+          f"loopback, {os.cpu_count()} cores")  # fmt: skip
     head = f"{'target':<16} {'msgs/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'250s':>7} {'lost':>5} " \
-           f"{'drain s':>8} {'proc/s':>7} {'cpu ms':>7} {'peak MiB':>9}  RSS by quarter (MiB)"  # fmt: skip
+           f"{'backlog':>7} {'drain s':>8} {'proc/s':>7} {'cpu ms':>7} {'peak MiB':>9}  RSS by quarter (MiB)"  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in results:
@@ -371,11 +383,12 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
         lost = "-" if r.stored is None else str(max(0, r.load.acked - r.stored))
         drain = "-" if r.drain_seconds is None else f"{r.drain_seconds:.1f}"
+        backlog = "-" if r.backlog_at_end is None else str(r.backlog_at_end)
         proc = "-" if r.processed_rate is None else f"{r.processed_rate:.0f}"
         quarters = " ".join(f"{x:.0f}" for x in r.rss_samples)
         cpu = f"{r.cpu_seconds * 1000 / r.load.acked:.3f}" if r.load.acked else "-"
         print(f"{r.name:<16} {r.rate:>8.0f} {ratio:>6} {_pct(r.load.latencies, 50) * 1000:>7.1f} "
-              f"{_pct(r.load.latencies, 99) * 1000:>7.1f} {r.load.acked:>7} {lost:>5} {drain:>8} {proc:>7} {cpu:>7} "
+              f"{_pct(r.load.latencies, 99) * 1000:>7.1f} {r.load.acked:>7} {lost:>5} {backlog:>7} {drain:>8} {proc:>7} {cpu:>7} "
               f"{r.peak_mb:>9.0f}  {quarters}")  # fmt: skip
         if r.undrained:
             print(f"  ({r.undrained} messages still unprocessed after --drain-timeout {args.drain_timeout:.0f} s)")
@@ -383,6 +396,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             print(f"  ({r.load.refused} replies other than 250, {r.load.errors} session errors)")
     print("\nratio: accepted msgs/s relative to the do-nothing aiosmtpd handler (target >= 0.70).")
     print("lost: messages answered 250 that are not in the database (must be 0).")
+    print("backlog: messages stored but not yet processed when the load ended;")
     print("drain s: seconds after the load ended until every stored message was processed;")
     print("proc/s: messages processed per second from the start of the load until the backlog was empty.")
     print("cpu ms: CPU time of the server's processes (listener, processing) per accepted message, during the load.")
@@ -423,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=20_000, help="messages per target (default 20000)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent SMTP sessions (default 32)")
+    parser.add_argument("--rate", type=float, help="send this many msgs/s in all instead of as fast as answered "
+                        "(does processing keep pace with a steady stream? see the backlog column)")  # fmt: skip
     parser.add_argument("--only", action="append", choices=("noop", "bouncd-sqlite", "bouncd-postgres"))
     parser.add_argument("--workers", type=int, default=1, help="bouncd --workers (default 1)")
     parser.add_argument("--no-processing", action="store_true", help="run bouncd without its processing loop")
