@@ -77,7 +77,6 @@ class ProcessingSettings:
     batch: int = 100  # messages claimed per transaction
     poll_seconds: float = 1.0  # idle re-check for rows stored by other processes or hosts
     nice: int = 10  # niceness of the processing processes: accepting mail (the 250) comes first
-    idle_priority: bool = True  # Linux SCHED_IDLE: processing runs on CPU time nothing else wants
 
 
 @dataclass(frozen=True)

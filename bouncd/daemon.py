@@ -53,9 +53,10 @@ SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first socket passed by systemd
 # cycle goes to the 250s), but never for longer than this between two batches: it is never starved.
 YIELD_MAX_SECONDS = 1.0
 # "Saturated": its event loop thread was on the CPU for at least this share of the last LOAD_WINDOW_SECONDS.
-# Measured with bench/smtp_bench.py on 2 cores: a listener answering as fast as 32 connections send runs at
-# 0.65-0.9; at 1,000 msgs/s, about 0.2. "Mail is waiting for a commit" was the signal before, but checked by
-# a process that runs only on idle CPU it was mostly seen false, and processing took ~700 msgs/s of a burst.
+# The event loop spends ~0.2 ms of CPU per message here (bench/smtp_bench.py, 2 cores): ~0.6 at the
+# 3,000 msgs/s of a burst, ~0.2 at a steady 1,000 msgs/s, when processing must keep pace (it does: --rate).
+# "Mail is waiting for a commit" was the signal before; sampled between batches it was often false (right
+# after a commit nothing waits), and processing took ~700 msgs/s of a burst's CPU; now ~115.
 BUSY_LOAD = 0.5
 LOAD_WINDOW_SECONDS = 0.05
 
@@ -250,23 +251,6 @@ def processing_loop(
     return total
 
 
-def _idle_priority() -> bool:
-    """Put this process under SCHED_IDLE (sched(7)); False where that is unavailable or refused.
-
-    A niced process still takes its slice when the listener wakes, and on 2 cores that slice was the
-    difference: acceptance with processing running went from 0.63 (nice 19) to 0.73 of the do-nothing
-    handler (bench/smtp_bench.py, SQLite), and the backlog still drained at ~1,200 msgs/s, because the
-    listener and its client leave the CPU idle between replies. A SCHED_IDLE task gives way at once to any
-    other task that wakes. Its cost: on a machine kept busy by other work, processing waits for it.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError) as exc:  # not Linux, or a seccomp filter/container refused it
-        log.warning("processing.no_idle_priority", error=str(exc))
-        return False
-    return True
-
-
 def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, loads: Any, index: int, parent_pid: int) -> None:
     """Entry point of a processing process."""
     _die_with_parent()
@@ -284,11 +268,10 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, loads:
     if settings.processing.nice:
         with contextlib.suppress(OSError):
             os.nice(settings.processing.nice)
-    idle = settings.processing.idle_priority and _idle_priority()
     from bouncd.db.session import make_engine
 
     engine = make_engine(settings.database.url)
-    log.info("processing.started", pid=os.getpid(), idle_priority=idle)
+    log.info("processing.started", pid=os.getpid())
     total = processing_loop(
         engine, settings, stop, wake, parent_pid=parent_pid, listener_busy=lambda: max(loads) >= BUSY_LOAD, terminated=terminated
     )

@@ -235,19 +235,6 @@ def test_kill_9_mid_load_loses_nothing_that_got_250(daemons: Callable[..., Daemo
     assert d2.stop() == 0
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
-@pytest.mark.parametrize(("setting", "policy"), [("true", "SCHED_IDLE"), ("false", "SCHED_OTHER")])
-def test_processing_runs_at_idle_priority(daemons: Callable[..., Daemon], tmp_path: Path, setting: str, policy: str) -> None:
-    """[processing] idle_priority: the processing process gives way to the listener (SCHED_IDLE) unless turned off."""
-    d = daemons(f"sqlite:///{tmp_path / 'b.sqlite3'}", env={"BOUNCD_PROCESSING_IDLE_PRIORITY": setting})
-    assert _wait_for(lambda: any(e["event"] == "processing.started" for e in d.events()))
-    started = next(e for e in d.events() if e["event"] == "processing.started")
-    assert started["idle_priority"] is (setting == "true")
-    assert os.sched_getscheduler(int(started["pid"])) == getattr(os, policy)  # type: ignore[call-overload]
-    assert os.sched_getscheduler(d.proc.pid) == os.SCHED_OTHER  # the listener keeps its normal priority
-    assert d.stop() == 0
-
-
 def test_two_workers_share_the_port(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
     """--workers 2: two listener processes on one port (SO_REUSEPORT) both accept and store mail."""
     db_url = f"sqlite:///{tmp_path / 'b.sqlite3'}"
