@@ -12,6 +12,7 @@ This module knows neither SQLAlchemy nor the parser: the daemon hands :class:`Gr
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import ssl
@@ -279,15 +280,20 @@ class BounceHandler:
             log.warning("message.tempfail", peer=inbound.peer, rcpts=len(inbound.rcpt_tos), size=len(raw), error=str(exc))
             return self._reply(R451_STORAGE, len(inbound.rcpt_tos))
         self._count("accepted")
-        log.info(
-            "message.accepted",
-            id=getattr(ref, "message_id", None),
-            duplicate=getattr(ref, "duplicate", None),
-            peer=inbound.peer,
-            mail_from=inbound.mail_from,
-            rcpts=list(inbound.rcpt_tos),
-            size=len(raw),
-            protocol=inbound.protocol,
+        # Logged right after the reply is written (aiosmtpd writes it before it next waits for the client;
+        # this callback runs then): the sender's next message overlaps our logging instead of waiting for it.
+        asyncio.get_running_loop().call_soon(
+            functools.partial(
+                log.info,
+                "message.accepted",
+                id=getattr(ref, "message_id", None),
+                duplicate=getattr(ref, "duplicate", None),
+                peer=inbound.peer,
+                mail_from=inbound.mail_from,
+                rcpts=list(inbound.rcpt_tos),
+                size=len(raw),
+                protocol=inbound.protocol,
+            )
         )
         return self._reply(R250_QUEUED, len(inbound.rcpt_tos))
 
