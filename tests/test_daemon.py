@@ -439,3 +439,29 @@ def test_publish_load_measures_the_event_loop_thread() -> None:
 
     idle, busy = asyncio.run(main())
     assert idle < 0.2 < BUSY_LOAD < busy
+
+
+def _ring_later(bell: object, delay: float) -> None:
+    time.sleep(delay)
+    bell.set()  # type: ignore[attr-defined]
+
+
+def test_doorbell_wakes_another_process_and_never_blocks() -> None:
+    """The processing wake-up: set() from another process ends wait(); clear() forgets; a full buffer never
+    blocks the ringer (a commit must not wait on processing); there is no lock a killed process could keep."""
+    import multiprocessing as mp
+
+    from bouncd.daemon import Doorbell
+
+    bell = Doorbell()
+    assert not bell.is_set() and bell.wait(0.05) is False
+    child = mp.get_context("spawn").Process(target=_ring_later, args=(bell, 0.3))
+    child.start()
+    started = time.monotonic()
+    assert bell.wait(20) is True and time.monotonic() - started >= 0.2
+    child.join(10)
+    for _ in range(100_000):  # far more than the socket buffer holds
+        bell.set()
+    assert bell.is_set()
+    bell.clear()
+    assert not bell.is_set() and bell.wait(0) is False
