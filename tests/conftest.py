@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import pwd
 import shutil
@@ -23,6 +24,7 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import Engine, text
 
 from bouncd.config import Settings
@@ -44,6 +46,17 @@ def _no_postgres(why: str) -> None:
     if REQUIRE_PG:
         pytest.fail(f"PostgreSQL required (BOUNCD_REQUIRE_POSTGRES) but {why}")
     pytest.skip(f"PostgreSQL tests skipped: {why}")
+
+
+@pytest.fixture(autouse=True)
+def every_log_level() -> Iterator[None]:
+    """Each test starts with every log level let through, whatever an earlier in-process CLI run configured
+    (``bouncd.logs`` filters levels in the bound logger, for the CLI at warning), and the configuration is
+    put back after it: structlog's ``capture_logs`` swaps the processors, not that level filter."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

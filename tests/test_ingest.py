@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import Engine, text
 from structlog.testing import capture_logs
 
@@ -22,16 +19,6 @@ from tests.conftest import HARD, MAILBOX_FULL, SPAM_BLOCK, dsn_for, make_dsn
 
 DAY0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def every_log_level() -> Iterator[None]:
-    """Let info events through: capture_logs swaps structlog's processors, not the level filter that an
-    earlier CLI run in this process configured (``bouncd.logs``: warning for the CLI)."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    yield
-    structlog.configure(**saved)
 
 
 def inbound(raw: bytes, *, protocol: str = "cli", rcpt: str = "bounces@example.org", at: datetime = NOW) -> Inbound:
