@@ -74,7 +74,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     sha256: Mapped[str] = mapped_column(String(64))
-    raw_z: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed raw bytes, kept as evidence
+    raw_z: Mapped[bytes] = mapped_column(LargeBinary)  # the raw bytes, kept as evidence: zlib, or plain (repo.pack_raw)
     raw_size: Mapped[int] = mapped_column(Integer)
     mail_from: Mapped[str | None] = mapped_column(Text)
     rcpt_tos: Mapped[str] = mapped_column(Text, default="")  # envelope recipients, newline-separated
