@@ -335,6 +335,8 @@ class Listener:
     store_batch: StoreBatch
     on_commit: Callable[[int], None] | None = None
     max_inflight: int = 1
+    loads: Any = None  # shared per-listener loads (publish_load); None: a slot of its own
+    index: int = 0
     gate: Gate = field(init=False)
     committer: GroupCommitter = field(init=False)
     handler: BounceHandler = field(init=False)
@@ -349,10 +351,19 @@ class Listener:
             max_inflight=self.max_inflight,
         )
         self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
+        if self.loads is None:
+            self.loads, self.index = [0.0], 0
+        self._meter: asyncio.Task[None] | None = None
+
+    @property
+    def load(self) -> float:
+        """Share of the last LOAD_WINDOW_SECONDS this listener's event loop spent on the CPU."""
+        return float(self.loads[self.index])
 
     async def start(self, sock: socket.socket) -> tuple[str, int]:
         """Serve on an already bound socket; returns the (host, port) it listens on."""
         self.committer.start()
+        self._meter = asyncio.get_running_loop().create_task(publish_load(self.loads, self.index), name="load-meter")
         factory = protocol_factory(self.settings, self.handler, self.gate)
         self.server = await asyncio.get_running_loop().create_server(factory, sock=sock)
         host, port = sock.getsockname()[:2]
@@ -371,6 +382,9 @@ class Listener:
             log.warning("serve.shutdown_cut", sessions=self.gate.busy_sessions())
         self.gate.close_sessions(R421_SHUTTING_DOWN, busy_too=True)
         await self.committer.close()
+        if self._meter is not None:
+            self._meter.cancel()
+        self.loads[self.index] = 0.0
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
@@ -396,9 +410,8 @@ async def _run_listener(
     # One commit in flight on both backends: the next batch gathers while it runs. Two in flight halved
     # the batches and cost more than the overlap gained (bench/smtp_bench.py, 32 connections: SQLite
     # 2,200 -> 1,800 msgs/s; PostgreSQL, once the listener's own CPU per message was cut, 3,600 -> 3,000).
-    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set())
+    listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), loads=loads, index=index)
     where = await listener.start(sock)
-    meter = loop.create_task(publish_load(loads, index), name="load-meter")
     if on_started is not None:
         on_started(where, listener)
     else:
@@ -408,8 +421,6 @@ async def _run_listener(
     if on_stopping is not None:
         on_stopping()
     await listener.stop()
-    meter.cancel()
-    loads[index] = 0.0
     engine.dispose()
 
 

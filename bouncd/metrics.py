@@ -103,6 +103,11 @@ class BouncdCollector:
         yield CounterMetricFamily(
             "bouncd_smtp_sessions_refused", "Sessions refused (allowlist, limit).", value=self.listener.gate.refused
         )
+        yield GaugeMetricFamily(
+            "bouncd_listener_load",
+            "Share of the last 50 ms the listener's event loop was on the CPU (processing steps aside at 0.5).",
+            value=float(getattr(self.listener, "load", 0.0)),
+        )
         stats = self.listener.committer.stats
         sizes, stats.batch_sizes = stats.batch_sizes, []
         for n in sizes:

@@ -276,6 +276,8 @@ def test_metrics_and_healthz(daemons: Callable[..., Daemon], tmp_path: Path) -> 
     assert "bouncd_backlog_messages 0.0" in text
     assert "bouncd_commit_batch_size_count 1.0" in text
     assert "bouncd_processing_latency_seconds_count 1.0" in text
+    load = next(line for line in text.splitlines() if line.startswith("bouncd_listener_load "))
+    assert 0.0 <= float(load.split()[1]) < 0.5  # one message in a second: far from saturated
     assert d.stop() == 0
 
 
