@@ -251,6 +251,7 @@ def test_two_workers_share_the_port(daemons: Callable[..., Daemon], tmp_path: Pa
     assert d.stop() == 0
     by_process = {e.get("process", "main") for e in d.events() if e["event"] == "message.accepted"}
     assert by_process == {"main", "listener-1"}
+    assert "serve.workers_on_sqlite" in [e["event"] for e in d.events()]  # slower than one listener there
 
 
 def test_metrics_and_healthz(daemons: Callable[..., Daemon], tmp_path: Path) -> None:
