@@ -466,6 +466,24 @@ def test_silent_client_is_disconnected_after_command_timeout(serve: Callable[...
     assert r.listener.gate.open_sessions == 0
 
 
+def test_each_command_restarts_the_command_timeout(serve: Callable[..., Running]) -> None:
+    """The timeout counts from the last command: a session active for three timeouts' worth stays open, and
+    is closed once it has been silent for one."""
+    import time
+
+    r = serve(command_timeout=0.5)
+    c = r.client()
+    c.ehlo("mx")
+    started = time.monotonic()
+    while time.monotonic() - started < 1.6:
+        assert c.noop()[0] == 250
+        time.sleep(0.2)
+    time.sleep(1.2)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        c.noop()
+    assert r.listener.gate.open_sessions == 0
+
+
 def test_commit_slower_than_command_timeout_still_gets_its_250(engine: Engine) -> None:
     """A commit that takes longer than command_timeout does not drop the session mid-DATA: the sender gets
     its 250 (aiosmtpd's command timer ran on through DATA), and the session is still usable afterwards."""
