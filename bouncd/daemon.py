@@ -60,6 +60,7 @@ YIELD_MAX_SECONDS = 1.0
 # after a commit nothing waits), and processing took ~700 msgs/s of a burst's CPU; now ~115.
 BUSY_LOAD = 0.5
 LOAD_WINDOW_SECONDS = 0.05
+LOAD_STALE_SECONDS = 1.0  # a load older than this is not believed (its listener died or hangs)
 
 
 class EventLike(Protocol):
@@ -307,7 +308,7 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, loads:
     engine = make_engine(settings.database.url)
     log.info("processing.started", pid=os.getpid())
     total = processing_loop(
-        engine, settings, stop, wake, parent_pid=parent_pid, listener_busy=lambda: max(loads) >= BUSY_LOAD, terminated=terminated
+        engine, settings, stop, wake, parent_pid=parent_pid, listener_busy=lambda: saturated(loads), terminated=terminated
     )
     engine.dispose()
     log.info("processing.stopped", processed=total)
@@ -317,14 +318,25 @@ def _processor_main(settings: Settings, stop: EventLike, wake: EventLike, loads:
 
 
 async def publish_load(loads: Any, index: int, window: float = LOAD_WINDOW_SECONDS) -> None:
-    """Every ``window`` seconds, store in ``loads[index]`` the share of it this event loop's thread spent on
-    the CPU: the listener's saturation, which the processing loop reads (BUSY_LOAD)."""
+    """Every ``window`` seconds, store in listener ``index``'s slot of ``loads`` the share of it this event
+    loop's thread spent on the CPU, and when (CLOCK_MONOTONIC, one clock for every process on the host):
+    the listener's saturation, which the processing loop reads (``saturated``) and /metrics shows."""
     cpu, wall = time.thread_time(), time.monotonic()
     while True:
         await asyncio.sleep(window)
         now_cpu, now_wall = time.thread_time(), time.monotonic()
-        loads[index] = (now_cpu - cpu) / max(now_wall - wall, 1e-6)
+        loads[2 * index] = (now_cpu - cpu) / max(now_wall - wall, 1e-6)
+        loads[2 * index + 1] = now_wall
         cpu, wall = now_cpu, now_wall
+
+
+def saturated(loads: Any, now: float | None = None) -> bool:
+    """True when a listener's last published load is at least BUSY_LOAD and fresh. A slot not updated for
+    LOAD_STALE_SECONDS is ignored: a listener killed at full load must not slow processing for good."""
+    now = time.monotonic() if now is None else now
+    return any(
+        loads[i] >= BUSY_LOAD and now - loads[i + 1] < LOAD_STALE_SECONDS for i in range(0, len(loads) - 1, 2)
+    )
 
 
 @dataclass
@@ -335,7 +347,7 @@ class Listener:
     store_batch: StoreBatch
     on_commit: Callable[[int], None] | None = None
     max_inflight: int = 1
-    loads: Any = None  # shared per-listener loads (publish_load); None: a slot of its own
+    loads: Any = None  # shared per-listener (load, when) pairs (publish_load); None: a slot of its own
     index: int = 0
     gate: Gate = field(init=False)
     committer: GroupCommitter = field(init=False)
@@ -352,13 +364,13 @@ class Listener:
         )
         self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
         if self.loads is None:
-            self.loads, self.index = [0.0], 0
+            self.loads, self.index = [0.0, 0.0], 0
         self._meter: asyncio.Task[None] | None = None
 
     @property
     def load(self) -> float:
         """Share of the last LOAD_WINDOW_SECONDS this listener's event loop spent on the CPU."""
-        return float(self.loads[self.index])
+        return float(self.loads[2 * self.index])
 
     async def start(self, sock: socket.socket) -> tuple[str, int]:
         """Serve on an already bound socket; returns the (host, port) it listens on."""
@@ -384,7 +396,7 @@ class Listener:
         await self.committer.close()
         if self._meter is not None:
             self._meter.cancel()
-        self.loads[self.index] = 0.0
+        self.loads[2 * self.index] = 0.0
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
@@ -481,7 +493,7 @@ def serve(settings: Settings) -> int:
     ctx = mp.get_context("spawn")
     stop, wake = Doorbell(), Doorbell()  # stop is never cleared: once rung it stays set
     # Each listener's load (publish_load), one slot each, written by that listener only: no lock needed.
-    loads = ctx.Array("d", max(1, workers), lock=False)
+    loads = ctx.Array("d", 2 * max(1, workers), lock=False)
     children: list[Any] = []
     for i in range(settings.processing.processes):
         p = ctx.Process(target=_processor_main, args=(settings, stop, wake, loads, i, os.getpid()), name=f"bouncd-processor-{i}")

@@ -426,7 +426,7 @@ def test_publish_load_measures_the_event_loop_thread() -> None:
 
     from bouncd.daemon import BUSY_LOAD, publish_load
 
-    loads = [0.0]
+    loads = [0.0, 0.0]
 
     async def main() -> tuple[float, float]:
         meter = asyncio.create_task(publish_load(loads, 0, window=0.05))
@@ -442,6 +442,18 @@ def test_publish_load_measures_the_event_loop_thread() -> None:
 
     idle, busy = asyncio.run(main())
     assert idle < 0.2 < BUSY_LOAD < busy
+
+
+def test_a_stale_load_does_not_hold_processing_back() -> None:
+    """A listener killed at full load leaves its last load behind: believed only while it is fresh."""
+    from bouncd.daemon import LOAD_STALE_SECONDS, saturated
+
+    now = 1000.0
+    assert saturated([0.9, now - 0.05], now)
+    assert not saturated([0.3, now - 0.05], now)
+    assert not saturated([0.9, now - LOAD_STALE_SECONDS - 0.1], now)
+    assert saturated([0.1, now, 0.8, now - 0.1], now)  # any listener, of several
+    assert not saturated([0.1, now, 0.8, now - 5.0], now)
 
 
 def _ring_later(bell: object, delay: float) -> None:
