@@ -224,7 +224,9 @@ def store_inbound_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
             fresh.append(row)
     try:
         if conn.dialect.name == "postgresql":
-            stored = conn.exec_driver_sql(_pg_store_messages(), {c: [row[c] for row in fresh] for c in _PG_STORED_COLUMNS})
+            cols = tuple(fresh[0])
+            sql = _pg_unnest_insert(conn.dialect, table, cols, "ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id")
+            stored = conn.exec_driver_sql(sql, {c: [row[c] for row in fresh] for c in cols})
         else:
             insert = sqlite.insert(table).on_conflict_do_nothing(index_elements=["sha256"])
             stored = conn.execute(insert.returning(table.c.sha256, table.c.id), fresh)
@@ -243,24 +245,6 @@ def store_inbound_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
         refs.append(StoredRef(ids[digest], digest in seen, digest))
         seen.add(digest)
     return refs
-
-
-# PostgreSQL: the batch as one array per column, so the statement text is the same for every batch size:
-# psycopg parses it once and the server prepares it once. A multi-row VALUES list was new text for every
-# batch size, and psycopg's query parsing of its placeholders cost more CPU than the rest of the commit.
-_PG_STORED_COLUMNS = ("sha256", "raw_z", "raw_size", "mail_from", "rcpt_tos", "peer", "protocol", "received_at")
-
-
-@functools.cache
-def _pg_store_messages() -> str:
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    arrays = ", ".join(_pg_array_of(dialect, MESSAGES, c, c) for c in _PG_STORED_COLUMNS)
-    names = ", ".join(_PG_STORED_COLUMNS)
-    return (
-        f"INSERT INTO messages ({names}, state, attempts) "
-        f"SELECT {names}, 'pending', 0 FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) ORDER BY n "
-        "ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id"
-    )
 
 
 def set_arrival_override(session: Session, message_id: int, at: datetime) -> None:
@@ -496,6 +480,18 @@ def _pg_update_from_arrays(
     session.connection().exec_driver_sql(sql, {k: [r[k] for r in rows] for k in rows[0]})
 
 
+@functools.cache
+def _pg_unnest_insert(dialect: Dialect, table: Table, cols: tuple[str, ...], tail: str) -> str:
+    """PostgreSQL: INSERT of many rows given as one array per column (parameters named after the columns),
+    in the order given. The text is the same for every batch size, so psycopg parses it once and the server
+    prepares it once; a multi-row VALUES list was new text for every size (its placeholders' parsing cost
+    more CPU than the rest of the listener's commit)."""
+    names = ", ".join(f'"{c}"' for c in cols)
+    arrays = ", ".join(_pg_array_of(dialect, table, c, c) for c in cols)
+    rows = f"unnest({arrays}) WITH ORDINALITY AS u({names}, n)"
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {rows} ORDER BY n {tail}"
+
+
 def _insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` (multi-row statements) and return their new ids in the order given."""
     if not rows:
@@ -504,12 +500,10 @@ def _insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[st
     if dialect.name == "postgresql":
         # One array per column, unnested in the order given (WITH ORDINALITY ... ORDER BY n): the ids come
         # from the sequence in that order, so sorted they are the rows' ids in the order given.
-        cols = list(rows[0])
-        names = ", ".join(f'"{c}"' for c in cols)
-        arrays = ", ".join(_pg_array(session, table, c, c) for c in cols)
-        sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) "
+        cols = tuple(rows[0])
+        sql = _pg_unnest_insert(dialect, table, cols, "RETURNING id")
         params = {c: [r[c] for r in rows] for c in cols}
-        return sorted(int(i) for i in session.connection().exec_driver_sql(sql + "ORDER BY n RETURNING id", params).scalars())
+        return sorted(int(i) for i in session.connection().exec_driver_sql(sql, params).scalars())
     # SQLite: SQLAlchemy would fall back to one statement per row to order RETURNING. A multi-row INSERT
     # gives each row max(rowid)+1 in turn (INTEGER PRIMARY KEY, no AUTOINCREMENT), and the write lock keeps
     # anyone else out, so the ids sorted ascending are the rows' ids in the order given.
