@@ -151,8 +151,8 @@ def inherited_socket() -> socket.socket | None:
 class BatchWriter:
     """The listener's group-commit body: one transaction per batch on a long-lived connection.
 
-    A connection is kept per concurrent commit (the committer runs at most ``max_inflight`` at once)
-    instead of a pool checkout and an ORM session per batch: that setup cost more CPU than the batch's
+    One connection is kept (the committer runs one commit at a time, in one thread) instead of a pool
+    checkout and an ORM session per batch: that setup cost more CPU than the batch's
     statements (PostgreSQL's pre-ping was a round trip per batch too). A connection found dead (the
     server restarted, an administrator ended the backend) is replaced and the batch retried once; the
     retry is safe because storing is idempotent on SHA-256 - if the lost commit did happen, the retry
@@ -168,11 +168,7 @@ class BatchWriter:
         # transaction, committed (WAL flushed) before the server answers it. One round trip per batch instead
         # of three (BEGIN, INSERT, COMMIT), each a wake-up of both sides the SMTP replies waited for.
         self._autocommit = engine.dialect.name == "postgresql"
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        # SQLite has one write lock: should two batches be in flight, they take turns here rather than in
-        # SQLite's busy handler (which sleeps for milliseconds).
-        self._write_turn: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._conn: Any = None
 
     def __call__(self, items: Sequence[Inbound]) -> Sequence[object]:
         """Store ``items`` in one transaction; StoreError when it rolled back."""
@@ -183,22 +179,18 @@ class BatchWriter:
 
         rows = [inbound_row(item, compress=False) for item in items]  # processing compresses them (repo.pack_raw)
         for attempt in (1, 2):
-            conn = None
+            conn, self._conn = self._conn, None
             try:
-                with self._write_turn or contextlib.nullcontext():
-                    with self._lock:
-                        conn = self._idle.pop() if self._idle else None
-                    if conn is None:
-                        conn = self._engine.connect()
-                        if self._autocommit:
-                            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                if conn is None:
+                    conn = self._engine.connect()
                     if self._autocommit:
+                        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                if self._autocommit:
+                    refs = store_inbound_rows(conn, rows)
+                else:
+                    with conn.begin():
                         refs = store_inbound_rows(conn, rows)
-                    else:
-                        with conn.begin():
-                            refs = store_inbound_rows(conn, rows)
-                with self._lock:
-                    self._idle.append(conn)
+                self._conn = conn
                 return refs
             except (SQLAlchemyError, StoreError) as exc:
                 if conn is not None:
@@ -213,10 +205,9 @@ class BatchWriter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
-        """Release the kept connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
+        """Release the kept connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -351,7 +342,6 @@ class Listener:
     settings: Settings
     store_batch: StoreBatch
     on_commit: Callable[[int], None] | None = None
-    max_inflight: int = 1
     loads: Any = None  # shared per-listener (load, when) pairs (publish_load); None: a slot of its own
     index: int = 0
     gate: Gate = field(init=False)
@@ -365,7 +355,6 @@ class Listener:
             self.store_batch,
             wait_ms=self.settings.smtp.group_commit_ms,
             on_commit=self.on_commit,
-            max_inflight=self.max_inflight,
         )
         self.handler = BounceHandler(self.settings, self.committer, lmtp=self.settings.smtp.lmtp)
         if self.loads is None:
@@ -424,9 +413,6 @@ async def _run_listener(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    # One commit in flight on both backends: the next batch gathers while it runs. Two in flight halved
-    # the batches and cost more than the overlap gained (bench/smtp_bench.py, 32 connections: SQLite
-    # 2,200 -> 1,800 msgs/s; PostgreSQL, once the listener's own CPU per message was cut, 3,600 -> 3,000).
     listener = Listener(settings, make_store_batch(engine), on_commit=lambda _n: wake.set(), loads=loads, index=index)
     where = await listener.start(sock)
     if on_started is not None:
